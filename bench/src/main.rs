@@ -1,0 +1,209 @@
+//! `tidemark-bench`: benchmarks that print ratios measured in one run.
+//!
+//! `replace`: the time to replace one slice in a table of 1,000 slices and in one of 100,000
+//! slices (one file per slice, as syncs leave a table), on a local directory and on S3. The
+//! replace contract promises cost that follows the slice, not the table: the ratio of the two
+//! must stay under 2×. Run: `cargo run --release -p tidemark-bench -- replace`
+//! (S3: pass `--s3-endpoint http://127.0.0.1:PORT --s3-url s3://bucket/prefix` with a running
+//! S3-compatible server and AWS_* credentials in the environment).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arrow::array::{Date32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Date32Type, Field, Schema};
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use engine::{SliceKey, StorageConfig, Warehouse};
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "tidemark-bench")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Replace one slice in a small and a large table; print both times and the ratio.
+    Replace {
+        /// Slices in the small table.
+        #[arg(long, default_value_t = 1_000)]
+        small: usize,
+        /// Slices in the large table.
+        #[arg(long, default_value_t = 100_000)]
+        large: usize,
+        /// Timed replaces per table (the median is reported).
+        #[arg(long, default_value_t = 15)]
+        repeats: usize,
+        /// Local directory for the tables (default: a temp dir).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Also run on S3 at this warehouse URL (s3://bucket/prefix).
+        #[arg(long)]
+        s3_url: Option<String>,
+        /// Endpoint of the S3-compatible server.
+        #[arg(long)]
+        s3_endpoint: Option<String>,
+    },
+}
+
+/// Rows per slice: a day of one account's ads.
+const ROWS_PER_SLICE: usize = 20;
+/// Slices per build commit while filling a table.
+const BUILD_CHUNK: usize = 5_000;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        match cli.bench {
+            Bench::Replace {
+                small,
+                large,
+                repeats,
+                dir,
+                s3_url,
+                s3_endpoint,
+            } => {
+                let temp = tempfile_dir(dir)?;
+                let local = temp.display().to_string();
+                compare(
+                    "local",
+                    &local,
+                    &StorageConfig::default(),
+                    small,
+                    large,
+                    repeats,
+                )
+                .await?;
+                if let Some(url) = s3_url {
+                    let config = StorageConfig {
+                        s3_endpoint,
+                        ..Default::default()
+                    };
+                    compare("s3", &url, &config, small, large, repeats).await?;
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+fn tempfile_dir(dir: Option<std::path::PathBuf>) -> anyhow::Result<std::path::PathBuf> {
+    let dir = match dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("tidemark-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn compare(
+    label: &str,
+    root: &str,
+    config: &StorageConfig,
+    small: usize,
+    large: usize,
+    repeats: usize,
+) -> anyhow::Result<()> {
+    let warehouse = Warehouse::open(root, config).await?;
+    let small_time = measure(&warehouse, &format!("slices_{small}"), small, repeats).await?;
+    let large_time = measure(&warehouse, &format!("slices_{large}"), large, repeats).await?;
+    let ratio = large_time.as_secs_f64() / small_time.as_secs_f64();
+    println!(
+        "replace one slice [{label}]: {small} slices {:.1} ms, {large} slices {:.1} ms, ratio {ratio:.2}x (target < 2x) {}",
+        ms(small_time),
+        ms(large_time),
+        if ratio < 2.0 { "OK" } else { "OVER TARGET" }
+    );
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Slice `i` of a table: accounts × days, 100 days per account.
+fn slice(i: usize) -> SliceKey {
+    let start = NaiveDate::from_ymd_opt(2024, 1, 1).expect("valid date");
+    SliceKey::new(
+        "meta",
+        format!("act_{:06}", i / 1000),
+        start + chrono::Days::new((i % 1000) as u64),
+    )
+}
+
+fn rows(slices: &[SliceKey], generation: i64) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("account_id", DataType::Utf8, false),
+        Field::new("date", DataType::Date32, false),
+        Field::new("ad_id", DataType::Utf8, true),
+        Field::new("clicks", DataType::Int64, true),
+    ]));
+    let n = slices.len() * ROWS_PER_SLICE;
+    let each = |f: &dyn Fn(&SliceKey, usize) -> String| -> StringArray {
+        StringArray::from_iter_values(
+            slices
+                .iter()
+                .flat_map(|s| (0..ROWS_PER_SLICE).map(move |r| f(s, r))),
+        )
+    };
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(each(&|s, _| s.source.clone())),
+            Arc::new(each(&|s, _| s.account.clone())),
+            Arc::new(Date32Array::from_iter_values(slices.iter().flat_map(|s| {
+                std::iter::repeat_n(Date32Type::from_naive_date(s.date), ROWS_PER_SLICE)
+            }))),
+            Arc::new(each(&|_, r| format!("ad{r}"))),
+            Arc::new(Int64Array::from_iter_values(
+                (0..n as i64).map(|i| i + generation),
+            )),
+        ],
+    )
+    .expect("bench batch")
+}
+
+async fn measure(
+    warehouse: &Warehouse,
+    table: &str,
+    slices: usize,
+    repeats: usize,
+) -> anyhow::Result<Duration> {
+    let built = Instant::now();
+    if !warehouse.exists(engine::Namespace::Tables, table).await? {
+        for start in (0..slices).step_by(BUILD_CHUNK) {
+            let chunk: Vec<SliceKey> = (start..(start + BUILD_CHUNK).min(slices))
+                .map(slice)
+                .collect();
+            warehouse
+                .replace_slices(table)
+                .with_slices(chunk.clone())
+                .with_rows([rows(&chunk, 0)])
+                .await
+                .with_context(|| format!("building {table}"))?;
+            eprint!(
+                "\rbuilding {table}: {} / {slices} slices",
+                (start + BUILD_CHUNK).min(slices)
+            );
+        }
+        eprintln!(" ({:.1} s)", built.elapsed().as_secs_f64());
+    }
+    let mut times = Vec::with_capacity(repeats);
+    for r in 0..repeats {
+        let target = vec![slice((r * 7919) % slices)];
+        let started = Instant::now();
+        warehouse
+            .replace_slices(table)
+            .with_slices(target.clone())
+            .with_rows([rows(&target, r as i64 + 1)])
+            .await?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
+}

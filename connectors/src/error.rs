@@ -1,0 +1,35 @@
+//! The connectors' error type. Messages name the platform, account and request; they never
+//! carry tokens (requests are described by path, and headers are not echoed).
+
+/// Result alias for connectors.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong talking to a platform.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The platform could not be reached or the connection broke.
+    #[error("{platform}: request {path} failed: {reason}")]
+    Transport {
+        platform: String,
+        path: String,
+        reason: String,
+    },
+    /// The platform answered with an error status.
+    #[error("{platform}: request {path} was refused with HTTP {status}: {message}")]
+    Status {
+        platform: String,
+        path: String,
+        status: u16,
+        message: String,
+    },
+    /// A payload could not be read.
+    #[error("{platform}: payload of {path} cannot be parsed: {reason}")]
+    Payload {
+        platform: String,
+        path: String,
+        reason: String,
+    },
+    /// Writing to the warehouse failed.
+    #[error(transparent)]
+    Engine(#[from] engine::Error),
+}

@@ -1,0 +1,140 @@
+//! The engine's one error type. Every variant names the thing that failed
+//! (warehouse, table, slice, column, file) and, where there is one, what to do.
+
+use std::fmt;
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The warehouse URL could not be understood.
+    #[error(
+        "invalid warehouse URL '{url}': {reason}. Use a local directory or s3://bucket/prefix"
+    )]
+    InvalidWarehouseUrl { url: String, reason: String },
+
+    /// The warehouse storage did not answer.
+    #[error("cannot reach warehouse {url}: {reason}. Check the path or endpoint, network and credentials")]
+    Unreachable { url: String, reason: String },
+
+    /// The S3 server accepted a second create of the same key, so concurrent commits would be unsafe.
+    #[error(
+        "the object store behind {url} ignores conditional writes (If-None-Match); concurrent Delta \
+         commits would silently lose data. Use a server that supports conditional PUT"
+    )]
+    UnsafeObjectStore { url: String },
+
+    /// A table name that cannot be used as a path segment.
+    #[error("invalid table name '{name}': use lowercase letters, digits and '_' (starting with a letter)")]
+    InvalidTableName { name: String },
+
+    /// No such table in the warehouse.
+    #[error("table '{name}' does not exist in warehouse {warehouse}")]
+    TableNotFound { name: String, warehouse: String },
+
+    /// A replace was called with nothing in it.
+    #[error(
+        "empty batch for table '{table}': no slices were given, so there is nothing to replace"
+    )]
+    EmptyBatch { table: String },
+
+    /// A row belongs to a slice the batch did not declare.
+    #[error(
+        "row {row} of the batch for table '{table}' belongs to slice {slice}, which is not among the \
+         slices being replaced; declare every slice the rows belong to"
+    )]
+    RowOutsideSlices {
+        table: String,
+        row: usize,
+        slice: String,
+    },
+
+    /// A slice column is missing from the batch or has a null in it.
+    #[error("table '{table}': column '{column}' {problem}")]
+    BadSliceColumn {
+        table: String,
+        column: String,
+        problem: String,
+    },
+
+    /// The incoming rows have a column whose type differs from the table's.
+    #[error(
+        "type conflict in table '{table}', column '{column}': the table has {old}, the new rows have \
+         {new}. The table was left unchanged; cast the column or rename it"
+    )]
+    TypeConflict {
+        table: String,
+        column: String,
+        old: String,
+        new: String,
+    },
+
+    /// A non-nullable table column is absent from the incoming rows.
+    #[error(
+        "table '{table}': the new rows lack column '{column}', which the table declares NOT NULL"
+    )]
+    MissingRequiredColumn { table: String, column: String },
+
+    /// The table exists but is not laid out for slice replacement.
+    #[error("table '{table}' cannot take slice replaces: {reason}")]
+    NotSliceTable { table: String, reason: String },
+
+    /// Concurrent commits kept conflicting after every retry.
+    #[error("table '{table}': gave up after {attempts} commit attempts that conflicted with other writers: {last}")]
+    CommitConflict {
+        table: String,
+        attempts: usize,
+        last: String,
+    },
+
+    /// Error from the Delta layer, with the table it concerns.
+    #[error("table '{table}': {source}")]
+    Delta {
+        table: String,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+
+    /// Error from the query engine.
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+
+    /// Error from Arrow.
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+
+    /// Error from object storage, with the path it concerns.
+    #[error("object store error at {path}: {source}")]
+    ObjectStore {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn delta(table: impl fmt::Display, source: deltalake::DeltaTableError) -> Self {
+        Error::Delta {
+            table: table.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn store(path: impl fmt::Display, source: object_store::Error) -> Self {
+        Error::ObjectStore {
+            path: path.to_string(),
+            source,
+        }
+    }
+}
+
+impl From<Error> for datafusion::error::DataFusionError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::DataFusion(e) => e,
+            other => datafusion::error::DataFusionError::External(Box::new(other)),
+        }
+    }
+}

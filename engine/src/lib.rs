@@ -1,0 +1,43 @@
+//! # tidemark-engine
+//!
+//! The storage core of tidemark: a warehouse is a URL (a local directory or
+//! `s3://bucket/prefix`) holding Delta tables, and the one write that matters is the
+//! **replace contract**: a sync of (source, account, days) replaces exactly those slices in one
+//! atomic commit, removing rows that vanished upstream and leaving every other slice's files
+//! untouched. Readers pin one table snapshot per query, so they see a slice before or after a
+//! replace, never empty or mixed.
+//!
+//! # Layout
+//! - [`storage`]: warehouse URLs, storage options, reachability and conditional-put checks.
+//! - [`warehouse`]: namespaces (`tables/`, `marts/`), listing and opening tables.
+//! - [`model`]: the canonical `ad_performance` schema.
+//! - [`slice`]: slice keys and layouts; splitting rows by slice.
+//! - [`replace`]: the replace contract (staging, planning removals, committing, retrying).
+//! - [`session`]: a DataFusion session whose catalog is the warehouse.
+//! - [`failpoint`]: named points where crash tests freeze the process.
+//!
+//! # Key decision
+//! Tables are partitioned by (source, day) and every file the engine writes holds one slice.
+//! The files of a slice are then found from the Delta log alone (partition values plus account
+//! statistics), so a replace neither lists directories nor rewrites other slices' rows.
+
+pub mod error;
+pub mod failpoint;
+pub mod model;
+pub mod replace;
+pub mod session;
+pub mod slice;
+pub mod storage;
+pub mod warehouse;
+
+pub use error::{Error, Result};
+pub use replace::{ReplaceReport, ReplaceSlices};
+pub use session::WarehouseSession;
+pub use slice::{SliceKey, SliceLayout};
+pub use storage::StorageConfig;
+pub use warehouse::{Namespace, Warehouse};
+
+/// Re-exports so dependants use the exact versions the engine was built with.
+pub use arrow;
+pub use datafusion;
+pub use deltalake;

@@ -1,0 +1,528 @@
+//! The replace contract: one Delta commit that, for each (source, account, day) slice in a
+//! batch, removes every old row of the slice and adds exactly the new rows, leaving every
+//! other slice's files untouched.
+//!
+//! # How
+//! Tables are partitioned by (source, day) and every staged file holds the rows of exactly one
+//! slice, so the files of a slice are found from the log alone: partition values name the
+//! (source, day) and the file's min/max statistics on the account column name the account.
+//! Replacing a slice removes its files and adds new ones; no other file is read or rewritten.
+//! A file that holds several slices (written by another tool, or compacted) is read and its
+//! surviving rows are written back as single-slice files in the same commit. The work thus
+//! follows the size of the slices, not of the table.
+//!
+//! The commit carries the slices as a predicate, so Delta's conflict checker tells a concurrent
+//! writer of the same slices from one of disjoint slices; a real conflict re-plans against the
+//! new table version and commits again, reusing the staged files. With a job id the commit also
+//! carries a Delta `txn` action, so a caller unsure whether its commit landed can run it again:
+//! a job already in the log is reported as applied and not committed twice.
+
+mod plan;
+mod schema;
+mod stage;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use delta_kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::kernel::{Action, Add, MetadataExt, StructType, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableError};
+use serde::Serialize;
+
+pub use schema::{conform, evolve, initial_schema, storage_type, Evolution};
+
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::slice::{SliceKey, SliceLayout};
+use crate::warehouse::{Namespace, Warehouse};
+use stage::Stager;
+
+/// How often a replace re-plans after a real conflict with another writer before giving up.
+const DEFAULT_MAX_ATTEMPTS: usize = 20;
+
+/// An idempotency key for a commit: the job's application id and a version that grows per job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobId {
+    pub app_id: String,
+    pub version: i64,
+}
+
+/// What a replace did, for the CLI, logs and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplaceReport {
+    pub table: String,
+    /// The table version the replace committed (or found already committed).
+    pub version: u64,
+    pub slices: usize,
+    pub rows_written: usize,
+    pub rows_removed: usize,
+    pub files_added: usize,
+    pub files_removed: usize,
+    pub bytes_written: i64,
+    /// Commit attempts, 1 when no other writer got in the way.
+    pub attempts: usize,
+    /// Columns added to the table schema by this replace.
+    pub added_columns: Vec<String>,
+    /// True when the job's commit was already in the log and nothing was written.
+    pub already_applied: bool,
+    /// True when this replace created the table.
+    pub created_table: bool,
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+/// A replace of slices in one table; `.await` it to commit.
+pub struct ReplaceSlices {
+    warehouse: Warehouse,
+    namespace: Namespace,
+    table: String,
+    layout: SliceLayout,
+    slices: BTreeSet<SliceKey>,
+    batches: Vec<RecordBatch>,
+    job: Option<JobId>,
+    max_attempts: usize,
+}
+
+impl ReplaceSlices {
+    pub(crate) fn new(warehouse: Warehouse, namespace: Namespace, table: &str) -> Self {
+        ReplaceSlices {
+            warehouse,
+            namespace,
+            table: table.to_string(),
+            layout: SliceLayout::default(),
+            slices: BTreeSet::new(),
+            batches: Vec::new(),
+            job: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// The slice columns, used when this replace creates the table (an existing table keeps its own).
+    pub fn with_layout(mut self, layout: SliceLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// The slices being replaced. A declared slice with no rows becomes empty.
+    pub fn with_slices(mut self, slices: impl IntoIterator<Item = SliceKey>) -> Self {
+        self.slices.extend(slices);
+        self
+    }
+
+    /// The complete new rows of the slices.
+    pub fn with_rows(mut self, batches: impl IntoIterator<Item = RecordBatch>) -> Self {
+        self.batches.extend(batches);
+        self
+    }
+
+    /// Make the commit idempotent under `app_id` at `version` (see the module docs).
+    pub fn with_job(mut self, app_id: impl Into<String>, version: i64) -> Self {
+        self.job = Some(JobId {
+            app_id: app_id.into(),
+            version,
+        });
+        self
+    }
+
+    /// How many times to re-plan after conflicts.
+    pub fn with_max_attempts(mut self, attempts: usize) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    async fn execute(self) -> Result<ReplaceReport> {
+        let started = Instant::now();
+        let name = self.table.clone();
+        if self.slices.is_empty() {
+            return Err(Error::EmptyBatch { table: name });
+        }
+        let handle = self.warehouse.unloaded_table(self.namespace, &name)?;
+        let exists = handle
+            .verify_deltatable_existence()
+            .await
+            .map_err(|e| Error::delta(&name, e))?;
+        let mut table = if exists {
+            Some(self.warehouse.open_table(self.namespace, &name).await?)
+        } else {
+            None
+        };
+
+        let layout = match &table {
+            Some(t) => table_layout(&name, t)?,
+            None => self.layout.clone(),
+        };
+        let parts = self.split_rows(&layout)?;
+
+        // The schema the table will have after this commit.
+        let (schema, added_columns) = match &table {
+            Some(t) => {
+                let current = t
+                    .snapshot()
+                    .map_err(|e| Error::delta(&name, e))?
+                    .snapshot()
+                    .arrow_schema();
+                let mut evolution = Evolution {
+                    schema: current,
+                    added: Vec::new(),
+                };
+                for batch in &self.batches {
+                    let step = evolve(&name, &evolution.schema, &batch.schema())?;
+                    evolution.schema = step.schema;
+                    evolution.added.extend(step.added);
+                }
+                (evolution.schema, evolution.added)
+            }
+            None => {
+                let first = self.batches.first().ok_or_else(|| Error::NotSliceTable {
+                    table: name.clone(),
+                    reason: "it does not exist yet and the batch has no rows to give it a schema"
+                        .into(),
+                })?;
+                let mut schema = initial_schema(&layout, &first.schema());
+                for batch in &self.batches[1..] {
+                    schema = evolve(&name, &schema, &batch.schema())?.schema;
+                }
+                (schema, Vec::new())
+            }
+        };
+
+        if let (Some(t), Some(job)) = (&table, &self.job) {
+            if let Some(report) = self.already_applied(t, job, started).await? {
+                return Ok(report);
+            }
+        }
+
+        let stager = Stager {
+            table: name.clone(),
+            store: handle.log_store().object_store(None),
+            layout: layout.clone(),
+            schema: schema.clone(),
+        };
+        let mut staged: Vec<Add> = Vec::new();
+        let mut rows_written = 0;
+        for (key, rows) in &parts {
+            let rows = conform(&name, rows, &schema)?;
+            rows_written += rows.num_rows();
+            staged.extend(stager.stage_slice(key, &rows).await?);
+        }
+        failpoint::hit(failpoint::AFTER_STAGE).await;
+
+        let Some(mut current) = table.take() else {
+            return self
+                .create_with(handle, &layout, &schema, staged, rows_written, started)
+                .await;
+        };
+
+        let predicate = layout.predicate(&self.slices);
+        let mut last_conflict = String::new();
+        for attempt in 1..=self.max_attempts {
+            if attempt > 1 {
+                current
+                    .update_state()
+                    .await
+                    .map_err(|e| Error::delta(&name, e))?;
+                if let Some(job) = &self.job {
+                    if let Some(report) = self.already_applied(&current, job, started).await? {
+                        return Ok(report);
+                    }
+                }
+            }
+            let plan = plan::plan_removals(&name, &current, &layout, &self.slices)?;
+            // Rows of multi-slice files that belong to slices not being replaced survive.
+            let mut survivors: Vec<Add> = Vec::new();
+            let mut kept_rows = 0;
+            for file in &plan.mixed {
+                let batches = stager
+                    .read_file(file.location.clone(), &file.source, file.date_days)
+                    .await?;
+                for batch in batches {
+                    let kept = keep_rows_outside(&layout, &name, &batch, &self.slices)?;
+                    for (key, rows) in kept {
+                        kept_rows += rows.num_rows();
+                        let rows = conform(&name, &rows, &schema)?;
+                        survivors.extend(stager.stage_slice(&key, &rows).await?);
+                    }
+                }
+            }
+
+            let mut actions: Vec<Action> = Vec::new();
+            if !added_columns.is_empty() {
+                let snapshot = current.snapshot().map_err(|e| Error::delta(&name, e))?;
+                let kernel_schema: StructType = schema
+                    .as_ref()
+                    .try_into_kernel()
+                    .map_err(|e| Error::delta(&name, e.into()))?;
+                let metadata = snapshot
+                    .metadata()
+                    .clone()
+                    .with_schema(&kernel_schema)
+                    .map_err(|e| Error::delta(&name, DeltaTableError::generic(e.to_string())))?;
+                actions.push(Action::Metadata(metadata));
+            }
+            actions.extend(plan.removes.iter().cloned().map(Action::Remove));
+            actions.extend(staged.iter().cloned().map(Action::Add));
+            actions.extend(survivors.iter().cloned().map(Action::Add));
+
+            let operation = DeltaOperation::Write {
+                mode: SaveMode::Overwrite,
+                partition_by: Some(layout.partition_columns()),
+                predicate: Some(predicate.clone()),
+            };
+            let outcome = self.commit(&current, actions, operation).await;
+            match outcome {
+                Ok(version) => {
+                    failpoint::hit(failpoint::AFTER_COMMIT).await;
+                    let all_adds = staged.iter().chain(survivors.iter());
+                    let report = ReplaceReport {
+                        table: name.clone(),
+                        version,
+                        slices: self.slices.len(),
+                        rows_written,
+                        rows_removed: plan.rows_removed.saturating_sub(kept_rows),
+                        files_added: staged.len() + survivors.len(),
+                        files_removed: plan.removes.len(),
+                        bytes_written: all_adds.map(|a| a.size).sum(),
+                        attempts: attempt,
+                        added_columns: added_columns.clone(),
+                        already_applied: false,
+                        created_table: false,
+                        elapsed: started.elapsed(),
+                    };
+                    tracing::info!(
+                        table = %name, version, slices = report.slices, rows = rows_written,
+                        files_added = report.files_added, files_removed = report.files_removed,
+                        attempts = attempt, "replaced slices"
+                    );
+                    return Ok(report);
+                }
+                Err(e) if is_conflict(&e) => {
+                    last_conflict = e.to_string();
+                    tracing::debug!(table = %name, attempt, error = %last_conflict, "replace conflicted; re-planning");
+                    // Spread retries of writers that collided so they do not collide again.
+                    let jitter = rand_jitter_ms(attempt);
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                }
+                Err(e) => return Err(Error::delta(&name, e)),
+            }
+        }
+        Err(Error::CommitConflict {
+            table: name,
+            attempts: self.max_attempts,
+            last: last_conflict,
+        })
+    }
+
+    /// Commit the actions; the before-commit failpoint sits between preparing and writing the log entry.
+    async fn commit(
+        &self,
+        table: &DeltaTable,
+        actions: Vec<Action>,
+        operation: DeltaOperation,
+    ) -> std::result::Result<u64, DeltaTableError> {
+        let snapshot = table.snapshot()?;
+        let builder: CommitBuilder = self.commit_properties().into();
+        let prepared = builder
+            .with_actions(actions)
+            .build(Some(snapshot), table.log_store(), operation)
+            .into_prepared_commit_future()
+            .await?;
+        failpoint::hit(failpoint::BEFORE_COMMIT).await;
+        let post = prepared.await?;
+        let finalized = post.await?;
+        Ok(finalized.version())
+    }
+
+    fn commit_properties(&self) -> CommitProperties {
+        let mut info = serde_json::Map::new();
+        info.insert("slices".into(), self.slices.len().into());
+        if let Some(job) = &self.job {
+            info.insert(
+                "job".into(),
+                format!("{}@{}", job.app_id, job.version).into(),
+            );
+        }
+        let mut props = CommitProperties::default()
+            .with_metadata([("tidemark".to_string(), serde_json::Value::Object(info))]);
+        if let Some(job) = &self.job {
+            props = props.with_application_transaction(Transaction::new(&job.app_id, job.version));
+        }
+        props
+    }
+
+    /// First commit of a new table: protocol, metadata and the staged files in version 0.
+    /// If another writer created the table meanwhile, run the whole replace again against it.
+    async fn create_with(
+        self,
+        handle: DeltaTable,
+        layout: &SliceLayout,
+        schema: &SchemaRef,
+        staged: Vec<Add>,
+        rows_written: usize,
+        started: Instant,
+    ) -> Result<ReplaceReport> {
+        let name = self.table.clone();
+        let kernel_schema: StructType = schema
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| Error::delta(&name, e.into()))?;
+        let files_added = staged.len();
+        let bytes_written = staged.iter().map(|a| a.size).sum();
+        let mut actions: Vec<Action> = staged.into_iter().map(Action::Add).collect();
+        if let Some(job) = &self.job {
+            actions.push(Action::Txn(Transaction::new(&job.app_id, job.version)));
+        }
+        let properties: HashMap<String, Option<String>> = layout
+            .properties()
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        let created = handle
+            .create()
+            .with_table_name(&name)
+            .with_columns(kernel_schema.fields().cloned())
+            .with_partition_columns(layout.partition_columns())
+            .with_configuration(properties)
+            .with_raise_if_key_not_exists(false)
+            .with_actions(actions)
+            .await;
+        match created {
+            Ok(table) => {
+                failpoint::hit(failpoint::AFTER_COMMIT).await;
+                let version = table.version().unwrap_or(0);
+                tracing::info!(table = %name, version, slices = self.slices.len(), "created table");
+                Ok(ReplaceReport {
+                    table: name,
+                    version,
+                    slices: self.slices.len(),
+                    rows_written,
+                    rows_removed: 0,
+                    files_added,
+                    files_removed: 0,
+                    bytes_written,
+                    attempts: 1,
+                    added_columns: Vec::new(),
+                    already_applied: false,
+                    created_table: true,
+                    elapsed: started.elapsed(),
+                })
+            }
+            Err(e) => {
+                // Lost a creation race? Then the table exists now: replace into it.
+                let exists = handle.verify_deltatable_existence().await.unwrap_or(false);
+                if !exists {
+                    return Err(Error::delta(&name, e));
+                }
+                tracing::debug!(table = %name, "table was created concurrently; replacing into it");
+                Box::pin(self.execute()).await
+            }
+        }
+    }
+
+    async fn already_applied(
+        &self,
+        table: &DeltaTable,
+        job: &JobId,
+        started: Instant,
+    ) -> Result<Option<ReplaceReport>> {
+        let snapshot = table.snapshot().map_err(|e| Error::delta(&self.table, e))?;
+        let seen = snapshot
+            .transaction_version(table.log_store().as_ref(), &job.app_id)
+            .await
+            .map_err(|e| Error::delta(&self.table, e))?;
+        if seen.is_some_and(|v| v >= job.version) {
+            tracing::info!(table = %self.table, app_id = %job.app_id, version = job.version, "job already committed; nothing to do");
+            return Ok(Some(ReplaceReport {
+                table: self.table.clone(),
+                version: table.version().unwrap_or(0),
+                slices: self.slices.len(),
+                rows_written: 0,
+                rows_removed: 0,
+                files_added: 0,
+                files_removed: 0,
+                bytes_written: 0,
+                attempts: 0,
+                added_columns: Vec::new(),
+                already_applied: true,
+                created_table: false,
+                elapsed: started.elapsed(),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Group the new rows by slice, refusing rows of undeclared slices.
+    fn split_rows(&self, layout: &SliceLayout) -> Result<BTreeMap<SliceKey, RecordBatch>> {
+        let mut offset = 0;
+        for batch in &self.batches {
+            for (row, key) in layout.keys_of(&self.table, batch)?.into_iter().enumerate() {
+                if !self.slices.contains(&key) {
+                    return Err(Error::RowOutsideSlices {
+                        table: self.table.clone(),
+                        row: offset + row,
+                        slice: key.to_string(),
+                    });
+                }
+            }
+            offset += batch.num_rows();
+        }
+        layout.split(&self.table, &self.batches)
+    }
+}
+
+impl std::future::IntoFuture for ReplaceSlices {
+    type Output = Result<ReplaceReport>;
+    type IntoFuture = futures::future::BoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.execute())
+    }
+}
+
+/// The slice layout a table was created with.
+pub fn table_layout(name: &str, table: &DeltaTable) -> Result<SliceLayout> {
+    let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
+    let config = snapshot.metadata().configuration();
+    SliceLayout::from_properties(config).ok_or_else(|| Error::NotSliceTable {
+        table: name.to_string(),
+        reason: "it was not created by tidemark (no tidemark.slice.* table properties)".into(),
+    })
+}
+
+/// Rows of `batch` whose slice is not in `replaced`, grouped by slice.
+fn keep_rows_outside(
+    layout: &SliceLayout,
+    table: &str,
+    batch: &RecordBatch,
+    replaced: &BTreeSet<SliceKey>,
+) -> Result<BTreeMap<SliceKey, RecordBatch>> {
+    let parts = layout.split(table, std::slice::from_ref(batch))?;
+    Ok(parts
+        .into_iter()
+        .filter(|(key, _)| !replaced.contains(key))
+        .collect())
+}
+
+fn is_conflict(error: &DeltaTableError) -> bool {
+    matches!(
+        error,
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_)
+                | TransactionError::MaxCommitAttempts(_)
+                | TransactionError::VersionAlreadyExists(_)
+        } | DeltaTableError::VersionAlreadyExists(_)
+    )
+}
+
+/// A small pseudo-random back-off (no RNG dependency needed for spreading retries).
+fn rand_jitter_ms(attempt: usize) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0) as u64;
+    let ceiling = 20 * (1u64 << attempt.min(6));
+    nanos % ceiling
+}

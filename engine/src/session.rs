@@ -1,0 +1,165 @@
+//! A DataFusion session over a warehouse. Its catalog (`tidemark.public`) lists every table
+//! and mart; a table is opened at its latest version when a statement names it, so every
+//! query reads one pinned snapshot per table and a long-lived session never goes stale.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use deltalake::DeltaTable;
+
+use crate::error::Result;
+use crate::warehouse::{Namespace, Warehouse};
+
+/// The catalog and schema every table is registered under.
+pub const CATALOG: &str = "tidemark";
+pub const SCHEMA: &str = "public";
+
+/// A query session over one warehouse.
+pub struct WarehouseSession {
+    ctx: SessionContext,
+    schema: Arc<WarehouseSchema>,
+}
+
+impl WarehouseSession {
+    /// A session whose default catalog and schema hold the warehouse's tables and marts.
+    pub async fn new(warehouse: Warehouse) -> Result<Self> {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SCHEMA)
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        let schema = Arc::new(WarehouseSchema {
+            warehouse,
+            runtime: ctx.runtime_env(),
+            names: RwLock::new(BTreeMap::new()),
+        });
+        let catalog = MemoryCatalogProvider::new();
+        catalog.register_schema(SCHEMA, schema.clone() as Arc<dyn SchemaProvider>)?;
+        ctx.register_catalog(CATALOG, Arc::new(catalog));
+        let session = WarehouseSession { ctx, schema };
+        session.refresh().await?;
+        Ok(session)
+    }
+
+    /// The underlying DataFusion context.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The warehouse this session reads.
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.schema.warehouse
+    }
+
+    /// Re-list the warehouse's tables (new tables appear, dropped ones disappear).
+    pub async fn refresh(&self) -> Result<()> {
+        let names = self.schema.warehouse.list_all().await?;
+        *self.schema.names.write().expect("table list lock") = names;
+        Ok(())
+    }
+
+    /// Plan a SQL statement against the current table list.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        self.refresh().await?;
+        Ok(self.ctx.sql(sql).await?)
+    }
+}
+
+/// The schema provider: tables and marts by name, opened at their latest version on lookup.
+struct WarehouseSchema {
+    warehouse: Warehouse,
+    runtime: Arc<RuntimeEnv>,
+    names: RwLock<BTreeMap<String, Namespace>>,
+}
+
+impl std::fmt::Debug for WarehouseSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WarehouseSchema")
+            .field("warehouse", &self.warehouse.url().as_str())
+            .finish()
+    }
+}
+
+impl WarehouseSchema {
+    /// Make the table's object store known to the runtime (once per bucket or file system).
+    fn register_store(&self, table: &DeltaTable) -> DfResult<()> {
+        let log_store = table.log_store();
+        let root = log_store.root_url();
+        let url = ObjectStoreUrl::parse(&root[..url::Position::BeforePath])?;
+        if self.runtime.object_store(&url).is_err() {
+            self.runtime
+                .register_object_store(url.as_ref(), log_store.root_object_store(None));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for WarehouseSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.names
+            .read()
+            .expect("table list lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let namespace = self
+            .names
+            .read()
+            .expect("table list lock")
+            .get(name)
+            .copied();
+        let Some(namespace) = namespace else {
+            return Ok(None);
+        };
+        let table = self
+            .warehouse
+            .open_table(namespace, name)
+            .await
+            .map_err(DataFusionError::from)?;
+        self.register_store(&table)?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Some(provider))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.names
+            .read()
+            .expect("table list lock")
+            .contains_key(name)
+    }
+}
+
+/// Register one version of a table in a plain context under `alias` (for comparing versions).
+pub async fn register_version(
+    ctx: &SessionContext,
+    warehouse: &Warehouse,
+    namespace: Namespace,
+    name: &str,
+    version: u64,
+    alias: &str,
+) -> Result<()> {
+    let table = warehouse
+        .open_table_at(namespace, name, Some(version))
+        .await?;
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| crate::Error::delta(name, e))?;
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    ctx.register_table(alias, provider)?;
+    Ok(())
+}

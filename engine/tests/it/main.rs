@@ -1,0 +1,7 @@
+//! Engine integration tests, compiled as one binary. Each behaviour runs against a local
+//! directory and against a real S3-compatible server (moto) on loopback.
+
+mod bad_input;
+mod isolation;
+mod property;
+mod support;

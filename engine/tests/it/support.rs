@@ -1,0 +1,101 @@
+//! Helpers shared by the engine tests: reading a table back as fixture rows, and the files
+//! that hold each slice.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Date32Type, Int64Type};
+use engine::{Namespace, SliceKey, Warehouse, WarehouseSession};
+use testdata::rows::Row;
+
+/// Every row of `table`, sorted.
+pub async fn read_rows(warehouse: &Warehouse, table: &str) -> Vec<Row> {
+    let session = WarehouseSession::new(warehouse.clone()).await.unwrap();
+    let batches = session
+        .sql(&format!(
+            "SELECT source, account_id, date, ad_id, clicks, generation FROM {table}"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut rows = rows_of(&batches);
+    rows.sort();
+    rows
+}
+
+/// Fixture rows from batches of (source, account_id, date, ad_id, clicks, generation).
+pub fn rows_of(batches: &[RecordBatch]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for b in batches {
+        let b = arrow::compute::cast_with_options(
+            &arrow::array::StructArray::from(b.clone()),
+            &arrow::datatypes::DataType::Struct(testdata::rows::schema().fields().clone()),
+            &Default::default(),
+        )
+        .unwrap();
+        let b = RecordBatch::from(b.as_struct());
+        let source = b.column(0).as_string::<i32>();
+        let account = b.column(1).as_string::<i32>();
+        let date = b.column(2).as_primitive::<Date32Type>();
+        let ad = b.column(3).as_string::<i32>();
+        let clicks = b.column(4).as_primitive::<Int64Type>();
+        let generation = b.column(5).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            rows.push(Row {
+                slice: SliceKey::new(
+                    source.value(i),
+                    account.value(i),
+                    Date32Type::to_naive_date(date.value(i)),
+                ),
+                ad_id: ad.value(i).to_string(),
+                clicks: clicks.value(i),
+                generation: generation.value(i),
+            });
+        }
+    }
+    rows
+}
+
+/// The data files of every slice at the table's latest version, from the log.
+pub async fn files_by_slice(
+    warehouse: &Warehouse,
+    table: &str,
+) -> BTreeMap<SliceKey, BTreeSet<String>> {
+    let t = warehouse
+        .open_table(Namespace::Tables, table)
+        .await
+        .unwrap();
+    let mut files: BTreeMap<SliceKey, BTreeSet<String>> = BTreeMap::new();
+    for f in t.snapshot().unwrap().snapshot().log_data().iter() {
+        let p = f.partition_values_map();
+        let stats: serde_json::Value = serde_json::from_str(&f.stats().unwrap()).unwrap();
+        let account = stats["minValues"]["account_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            stats["maxValues"]["account_id"].as_str().unwrap(),
+            account,
+            "every file the engine writes holds one slice"
+        );
+        let key = SliceKey::new(
+            p["source"].clone().unwrap(),
+            account,
+            p["date"].clone().unwrap().parse().unwrap(),
+        );
+        files.entry(key).or_default().insert(f.path().to_string());
+    }
+    files
+}
+
+/// The latest version of a table.
+pub async fn version(warehouse: &Warehouse, table: &str) -> i64 {
+    warehouse
+        .open_table(Namespace::Tables, table)
+        .await
+        .unwrap()
+        .version()
+        .unwrap()
+}

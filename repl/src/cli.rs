@@ -1,0 +1,78 @@
+//! Command-line arguments. Every flag has a `TIDEMARK_…` environment twin.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands::{demo::DemoArgs, load::LoadArgs, sql::SqlArgs};
+
+/// tidemark: a local-first analytics warehouse for advertising-performance data.
+///
+/// Syncs ad platforms' daily reports into Delta tables, replacing each restated
+/// (source, account, day) slice atomically, and serves them to SQL.
+#[derive(Debug, Parser)]
+#[command(name = "tidemark", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log format on stderr: text for people, json for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TIDEMARK_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole flow on a built-in ad-platform simulator: two syncs, a mart, what changed.
+    Demo(DemoArgs),
+    /// Run SQL against a warehouse and print the results.
+    Sql(SqlArgs),
+    /// Replace the slices found in data files (CSV, JSON lines or Parquet) in one commit.
+    Load(LoadArgs),
+}
+
+/// Where the warehouse is.
+#[derive(Debug, Clone, Args)]
+pub struct WarehouseArgs {
+    /// Warehouse URL: a local directory or s3://bucket/prefix.
+    #[arg(long, short = 'w', env = "TIDEMARK_WAREHOUSE")]
+    pub warehouse: String,
+
+    /// Endpoint of an S3-compatible server (e.g. http://127.0.0.1:9000). Credentials come from
+    /// the usual AWS_* environment variables.
+    #[arg(long, env = "TIDEMARK_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+}
+
+impl WarehouseArgs {
+    /// Open the warehouse these arguments name.
+    pub async fn open(&self) -> anyhow::Result<engine::Warehouse> {
+        let config = engine::StorageConfig {
+            s3_endpoint: self.s3_endpoint.clone(),
+            ..Default::default()
+        };
+        Ok(engine::Warehouse::open(&self.warehouse, &config).await?)
+    }
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// An aligned table for people.
+    #[default]
+    Table,
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+}

@@ -1,0 +1,18 @@
+//! Subcommands. Each module exports its `Args` and an async `run`.
+
+pub mod demo;
+pub mod load;
+pub mod sql;
+
+use std::process::ExitCode;
+
+use crate::cli::Command;
+
+/// Run one subcommand.
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Sql(args) => sql::run(args).await,
+        Command::Load(args) => load::run(args).await,
+    }
+}

@@ -1,0 +1,63 @@
+//! Printing query results in the formats `--format` offers. A closed pipe (`| head`) is not an error.
+
+use std::io::Write;
+
+use arrow::array::RecordBatch;
+use arrow::util::pretty::pretty_format_batches;
+
+use crate::cli::OutputFormat;
+
+/// Write `batches` to `out` in `format`.
+pub fn write_batches(
+    out: &mut dyn Write,
+    batches: &[RecordBatch],
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    let result = match format {
+        OutputFormat::Table => {
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            writeln!(out, "{}", pretty_format_batches(batches)?)
+                .and_then(|()| writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" }))
+                .map_err(anyhow::Error::from)
+        }
+        OutputFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
+            batches
+                .iter()
+                .try_for_each(|b| writer.write(b))
+                .map_err(anyhow::Error::from)
+        }
+        OutputFormat::Json => {
+            let mut writer = arrow::json::ArrayWriter::new(&mut *out);
+            batches
+                .iter()
+                .try_for_each(|b| writer.write(b))
+                .and_then(|()| writer.finish())
+                .map_err(anyhow::Error::from)
+                .and_then(|()| writeln!(out).map_err(anyhow::Error::from))
+        }
+        OutputFormat::Jsonl => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(&mut *out);
+            batches
+                .iter()
+                .try_for_each(|b| writer.write(b))
+                .and_then(|()| writer.finish())
+                .map_err(anyhow::Error::from)
+        }
+    };
+    match result {
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause.to_string().contains("Broken pipe")
+    })
+}

@@ -1,0 +1,6 @@
+//! Integration tests that drive the real `tidemark` binary.
+
+mod crash;
+mod demo;
+mod support;
+mod writers;

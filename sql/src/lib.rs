@@ -1,0 +1,30 @@
+//! # tidemark-sql
+//!
+//! The SQL surface of tidemark: running statements against a warehouse session. This is the
+//! one place statements are executed, so the shell, scripts and (later) Flight SQL behave alike;
+//! statement extensions parsed with sqlparser (`SHOW PARTITIONS`, time travel, `REFRESH MART`,
+//! …) will be dispatched here before falling through to DataFusion.
+
+use arrow::array::RecordBatch;
+use engine::WarehouseSession;
+
+/// Errors from running a statement.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The statement failed to plan or run.
+    #[error("{0}")]
+    Engine(#[from] engine::Error),
+    /// The query engine failed while executing.
+    #[error("{0}")]
+    Execution(#[from] datafusion::error::DataFusionError),
+}
+
+/// Run one statement and collect its result.
+pub async fn run_statement(
+    session: &WarehouseSession,
+    statement: &str,
+) -> Result<Vec<RecordBatch>, Error> {
+    tracing::debug!(statement, "running statement");
+    let frame = session.sql(statement).await?;
+    Ok(frame.collect().await?)
+}

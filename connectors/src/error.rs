@@ -29,7 +29,13 @@ pub enum Error {
         path: String,
         reason: String,
     },
-    /// Writing to the warehouse failed.
+    /// Writing to the warehouse failed (boxed: engine errors are large).
     #[error(transparent)]
-    Engine(#[from] engine::Error),
+    Engine(Box<engine::Error>),
+}
+
+impl From<engine::Error> for Error {
+    fn from(e: engine::Error) -> Self {
+        Error::Engine(Box::new(e))
+    }
 }

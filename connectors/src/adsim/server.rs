@@ -118,19 +118,20 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
         .into_response()
 }
 
-fn authorize(state: &SimState, headers: &HeaderMap) -> Result<(), Response> {
+/// `None` when the bearer token is right, else the error response to send.
+fn denied(state: &SimState, headers: &HeaderMap) -> Option<Response> {
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(token) if token == state.token => Ok(()),
-        Some(_) => Err(error(
+        Some(token) if token == state.token => None,
+        Some(_) => Some(error(
             StatusCode::UNAUTHORIZED,
             "INVALID_TOKEN",
             "the access token is invalid or expired",
         )),
-        None => Err(error(
+        None => Some(error(
             StatusCode::UNAUTHORIZED,
             "MISSING_TOKEN",
             "send Authorization: Bearer <token>",
@@ -139,8 +140,8 @@ fn authorize(state: &SimState, headers: &HeaderMap) -> Result<(), Response> {
 }
 
 async fn accounts(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
-    if let Err(denied) = authorize(&state, &headers) {
-        return denied;
+    if let Some(response) = denied(&state, &headers) {
+        return response;
     }
     Json(json!({"data": state.truth.accounts})).into_response()
 }
@@ -159,8 +160,8 @@ async fn report(
     Query(query): Query<ReportQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(denied) = authorize(&state, &headers) {
-        return denied;
+    if let Some(response) = denied(&state, &headers) {
+        return response;
     }
     let Some((account_index, account)) = state.truth.account(&account_id) else {
         return error(

@@ -137,7 +137,7 @@ impl Truth {
     /// Whether the platform reports this ad-day when the day is `age` days old.
     pub fn row_visible(&self, ad: &Ad, day: NaiveDate, age: i64) -> bool {
         let h = self.hash(&ad.ad_id, day, 7);
-        let late = h % 13 == 0;
+        let late = h.is_multiple_of(13);
         let vanishes = h % 17 == 1;
         !(late && age < LATE_ROW_AGE || vanishes && age >= VANISH_AGE)
     }

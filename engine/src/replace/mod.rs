@@ -57,6 +57,9 @@ pub struct ReplaceReport {
     pub table: String,
     /// The table version the replace committed (or found already committed).
     pub version: u64,
+    /// The version the commit was planned against; more than one below `version` means other
+    /// writers committed in between (and were checked for conflicts).
+    pub planned_version: u64,
     pub slices: usize,
     pub rows_written: usize,
     pub rows_removed: usize,
@@ -280,6 +283,7 @@ impl ReplaceSlices {
                     let report = ReplaceReport {
                         table: name.clone(),
                         version,
+                        planned_version: current.version().unwrap_or(0),
                         slices: self.slices.len(),
                         rows_written,
                         rows_removed: plan.rows_removed.saturating_sub(kept_rows),
@@ -397,6 +401,7 @@ impl ReplaceSlices {
                 Ok(ReplaceReport {
                     table: name,
                     version,
+                    planned_version: version,
                     slices: self.slices.len(),
                     rows_written,
                     rows_removed: 0,
@@ -435,9 +440,11 @@ impl ReplaceSlices {
             .map_err(|e| Error::delta(&self.table, e))?;
         if seen.is_some_and(|v| v >= job.version) {
             tracing::info!(table = %self.table, app_id = %job.app_id, version = job.version, "job already committed; nothing to do");
+            let version = table.version().unwrap_or(0);
             return Ok(Some(ReplaceReport {
                 table: self.table.clone(),
-                version: table.version().unwrap_or(0),
+                version,
+                planned_version: version,
                 slices: self.slices.len(),
                 rows_written: 0,
                 rows_removed: 0,

@@ -11,6 +11,8 @@ use engine::{SliceKey, WarehouseSession};
 use testdata::rows::{batch, day, slice_rows};
 use testdata::{Backend, BackendKind};
 
+use crate::support::strings;
+
 const TABLE: &str = "perf";
 const READERS: usize = 4;
 
@@ -35,17 +37,15 @@ async fn observe(session: &WarehouseSession) -> State {
         .unwrap();
     let mut state = State::new();
     for b in &batches {
+        let sources = strings(b.column(0));
+        let accounts = strings(b.column(1));
+        let dates = arrow::compute::cast(b.column(2), &arrow::datatypes::DataType::Date32).unwrap();
+        let dates = dates.as_primitive::<Date32Type>();
         for i in 0..b.num_rows() {
             let key = SliceKey::new(
-                b.column(0)
-                    .as_string_view_opt()
-                    .map(|a| a.value(i).to_string())
-                    .unwrap_or_else(|| b.column(0).as_string::<i32>().value(i).to_string()),
-                b.column(1)
-                    .as_string_view_opt()
-                    .map(|a| a.value(i).to_string())
-                    .unwrap_or_else(|| b.column(1).as_string::<i32>().value(i).to_string()),
-                Date32Type::to_naive_date(b.column(2).as_primitive::<Date32Type>().value(i)),
+                &sources[i],
+                &accounts[i],
+                Date32Type::to_naive_date_opt(dates.value(i)).unwrap(),
             );
             state.insert(
                 key,

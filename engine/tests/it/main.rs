@@ -1,6 +1,8 @@
 //! Engine integration tests, compiled as one binary. Each behaviour runs against a local
 //! directory and against a real S3-compatible server (moto) on loopback.
 
+extern crate tidemark_engine as engine;
+
 mod bad_input;
 mod isolation;
 mod property;

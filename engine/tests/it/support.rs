@@ -47,7 +47,7 @@ pub fn rows_of(batches: &[RecordBatch]) -> Vec<Row> {
                 slice: SliceKey::new(
                     source.value(i),
                     account.value(i),
-                    Date32Type::to_naive_date(date.value(i)),
+                    Date32Type::to_naive_date_opt(date.value(i)).unwrap(),
                 ),
                 ad_id: ad.value(i).to_string(),
                 clicks: clicks.value(i),
@@ -91,11 +91,21 @@ pub async fn files_by_slice(
 }
 
 /// The latest version of a table.
-pub async fn version(warehouse: &Warehouse, table: &str) -> i64 {
+pub async fn version(warehouse: &Warehouse, table: &str) -> u64 {
     warehouse
         .open_table(Namespace::Tables, table)
         .await
         .unwrap()
         .version()
         .unwrap()
+}
+
+/// A string column of any string encoding as owned strings.
+pub fn strings(column: &arrow::array::ArrayRef) -> Vec<String> {
+    let plain = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8).unwrap();
+    let plain = plain.as_string::<i32>();
+    plain
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect()
 }

@@ -34,6 +34,15 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 
 /// Start `cmd` with `failpoint` armed, wait until it is frozen there, and SIGKILL it.
 pub fn kill_at_failpoint(cmd: &mut Command, failpoint: &str) {
+    let mut child = hold_at_failpoint(cmd, failpoint);
+    child.kill().expect("SIGKILL tidemark"); // Child::kill sends SIGKILL on Unix
+    let status = child.wait().expect("reap tidemark");
+    assert!(!status.success(), "killed process must not report success");
+}
+
+/// Start `cmd` with `failpoint` armed and return once it is waiting there. With
+/// `TIDEMARK_FAILPOINT_RELEASE` set on `cmd`, it goes on when that file appears.
+pub fn hold_at_failpoint(cmd: &mut Command, failpoint: &str) -> Child {
     let mut child: Child = cmd
         .env("TIDEMARK_FAILPOINT", failpoint)
         .stdout(Stdio::piped())
@@ -57,9 +66,7 @@ pub fn kill_at_failpoint(cmd: &mut Command, failpoint: &str) {
         Ok(Err(stderr)) => panic!("tidemark exited before reaching {failpoint}: {stderr}"),
         Err(_) => panic!("tidemark did not reach {failpoint} within {FAILPOINT_TIMEOUT:?}"),
     }
-    child.kill().expect("SIGKILL tidemark"); // Child::kill sends SIGKILL on Unix
-    let status = child.wait().expect("reap tidemark");
-    assert!(!status.success(), "killed process must not report success");
+    child
 }
 
 /// Rows of `table` as sorted JSON lines via `tidemark sql`.
@@ -80,7 +87,7 @@ pub fn table_lines(backend: &Backend, table: &str) -> Vec<String> {
 
 /// The table's latest version, via `DESCRIBE`-free SQL on the log: count of commits seen by a
 /// fresh open.
-pub fn table_version(backend: &Backend, table: &str) -> i64 {
+pub fn table_version(backend: &Backend, table: &str) -> u64 {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let warehouse = backend.open().await;

@@ -2,7 +2,8 @@
 //! raw payloads under `raw/` and engine state under `_tidemark/`. This module opens one,
 //! names and lists its tables, and opens table handles at the latest or a past version.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use object_store::path::Path;
@@ -43,10 +44,21 @@ impl std::fmt::Display for Namespace {
     }
 }
 
-/// An open warehouse.
-#[derive(Debug, Clone)]
+/// An open warehouse. Clones share one cache of table handles.
+#[derive(Clone)]
 pub struct Warehouse {
     storage: Storage,
+    /// The latest state of tables this process writes, so that a replace reads only the
+    /// commits made since the last one instead of replaying the whole log each time.
+    latest: Arc<tokio::sync::Mutex<HashMap<(Namespace, String), DeltaTable>>>,
+}
+
+impl std::fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warehouse")
+            .field("storage", &self.storage)
+            .finish()
+    }
 }
 
 impl Warehouse {
@@ -55,7 +67,10 @@ impl Warehouse {
         let storage = Storage::resolve(url, config)?;
         storage.check_reachable().await?;
         tracing::debug!(warehouse = %storage.root(), "opened warehouse");
-        Ok(Warehouse { storage })
+        Ok(Warehouse {
+            storage,
+            latest: Arc::default(),
+        })
     }
 
     /// The root URL.
@@ -169,6 +184,34 @@ impl Warehouse {
             builder = builder.with_version(v);
         }
         builder.load().await.map_err(|e| Error::delta(name, e))
+    }
+
+    /// The latest version of a table, brought up to date from a cached handle when this
+    /// process has seen the table before; `None` if the table does not exist.
+    pub(crate) async fn latest_table(
+        &self,
+        namespace: Namespace,
+        name: &str,
+    ) -> Result<Option<DeltaTable>> {
+        let key = (namespace, name.to_string());
+        let cached = self.latest.lock().await.get(&key).cloned();
+        let table = match cached {
+            Some(mut table) => match table.update_incremental(None).await {
+                Ok(()) => table,
+                Err(e) => {
+                    tracing::debug!(table = name, error = %e, "cached table handle is stale; reloading");
+                    self.open_table(namespace, name).await?
+                }
+            },
+            None => {
+                if !self.exists(namespace, name).await? {
+                    return Ok(None);
+                }
+                self.open_table(namespace, name).await?
+            }
+        };
+        self.latest.lock().await.insert(key, table.clone());
+        Ok(Some(table))
     }
 
     /// Start a replace of slices in a table of the `tables/` namespace.

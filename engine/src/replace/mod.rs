@@ -144,15 +144,7 @@ impl ReplaceSlices {
             return Err(Error::EmptyBatch { table: name });
         }
         let handle = self.warehouse.unloaded_table(self.namespace, &name)?;
-        let exists = handle
-            .verify_deltatable_existence()
-            .await
-            .map_err(|e| Error::delta(&name, e))?;
-        let mut table = if exists {
-            Some(self.warehouse.open_table(self.namespace, &name).await?)
-        } else {
-            None
-        };
+        let mut table = self.warehouse.latest_table(self.namespace, &name).await?;
 
         let layout = match &table {
             Some(t) => table_layout(&name, t)?,
@@ -234,7 +226,7 @@ impl ReplaceSlices {
                     }
                 }
             }
-            let plan = plan::plan_removals(&name, &current, &layout, &self.slices)?;
+            let plan = plan::plan_removals(&name, &current, &layout, &self.slices).await?;
             // Rows of multi-slice files that belong to slices not being replaced survive.
             let mut survivors: Vec<Add> = Vec::new();
             let mut kept_rows = 0;

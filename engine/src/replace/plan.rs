@@ -1,12 +1,20 @@
 //! Finding the files a replace must remove, from the Delta log alone: the (source, day)
 //! partition values and the account column's min/max statistics of each file.
+//!
+//! The slices become a kernel predicate, so data skipping (vectorized over the log's file
+//! columns) narrows the table's files to the candidates before any per-file work; the cost of
+//! planning then follows the slices, not the number of files in the table.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use arrow::datatypes::Date32Type;
 use chrono::NaiveDate;
+use std::sync::Arc;
+
+use delta_kernel::expressions::{Expression, Predicate, Scalar};
 use deltalake::kernel::Remove;
 use deltalake::DeltaTable;
+use futures::TryStreamExt;
 use object_store::path::Path;
 
 use crate::error::{Error, Result};
@@ -57,8 +65,22 @@ fn accounts_of(stats: Option<&str>, column: &str) -> Accounts {
     }
 }
 
+/// A predicate matching the files that may hold rows of `slices`.
+fn slices_predicate(layout: &SliceLayout, slices: &BTreeSet<SliceKey>) -> Predicate {
+    Predicate::or_from(slices.iter().map(|s| {
+        Predicate::and_from([
+            Expression::column([layout.source.as_str()]).eq(Expression::literal(s.source.as_str())),
+            Expression::column([layout.date.as_str()]).eq(Expression::literal(Scalar::Date(
+                Date32Type::from_naive_date(s.date),
+            ))),
+            Expression::column([layout.account.as_str()])
+                .eq(Expression::literal(s.account.as_str())),
+        ])
+    }))
+}
+
 /// Plan the removals for replacing `slices` in `table`.
-pub(crate) fn plan_removals(
+pub(crate) async fn plan_removals(
     name: &str,
     table: &DeltaTable,
     layout: &SliceLayout,
@@ -73,8 +95,16 @@ pub(crate) fn plan_removals(
             .insert(s.account.as_str());
     }
     let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
+    let predicate = Arc::new(slices_predicate(layout, slices));
+    let log_store = table.log_store();
+    let candidates: Vec<_> = snapshot
+        .snapshot()
+        .file_views(log_store.as_ref(), Some(predicate))
+        .try_collect()
+        .await
+        .map_err(|e| Error::delta(name, e))?;
     let mut plan = Removal::default();
-    for file in snapshot.snapshot().log_data().iter() {
+    for file in candidates {
         let partitions = file.partition_values_map();
         let Some(Some(source)) = partitions.get(&layout.source) else {
             continue;

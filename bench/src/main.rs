@@ -145,11 +145,11 @@ fn rows(slices: &[SliceKey], generation: i64) -> RecordBatch {
     ]));
     let n = slices.len() * ROWS_PER_SLICE;
     let each = |f: &dyn Fn(&SliceKey, usize) -> String| -> StringArray {
-        StringArray::from_iter_values(
-            slices
-                .iter()
-                .flat_map(|s| (0..ROWS_PER_SLICE).map(move |r| f(s, r))),
-        )
+        let values: Vec<String> = slices
+            .iter()
+            .flat_map(|s| (0..ROWS_PER_SLICE).map(move |r| f(s, r)))
+            .collect();
+        StringArray::from_iter_values(values)
     };
     RecordBatch::try_new(
         schema,
@@ -158,6 +158,7 @@ fn rows(slices: &[SliceKey], generation: i64) -> RecordBatch {
             Arc::new(each(&|s, _| s.account.clone())),
             Arc::new(Date32Array::from_iter_values(slices.iter().flat_map(|s| {
                 std::iter::repeat_n(Date32Type::from_naive_date(s.date), ROWS_PER_SLICE)
+                    .collect::<Vec<_>>()
             }))),
             Arc::new(each(&|_, r| format!("ad{r}"))),
             Arc::new(Int64Array::from_iter_values(

@@ -10,7 +10,9 @@ use object_store::path::Path;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::replace::ReplaceSlices;
+use crate::replace::{table_layout, ReplaceSlices, SliceIndex};
+
+type IndexHandle = Arc<tokio::sync::Mutex<SliceIndex>>;
 use crate::storage::{Storage, StorageConfig};
 
 /// Where a table lives in the warehouse.
@@ -48,9 +50,9 @@ impl std::fmt::Display for Namespace {
 #[derive(Clone)]
 pub struct Warehouse {
     storage: Storage,
-    /// The latest state of tables this process writes, so that a replace reads only the
+    /// Slice indexes of the tables this process writes, so that a replace reads only the
     /// commits made since the last one instead of replaying the whole log each time.
-    latest: Arc<tokio::sync::Mutex<HashMap<(Namespace, String), DeltaTable>>>,
+    indexes: Arc<tokio::sync::Mutex<HashMap<(Namespace, String), IndexHandle>>>,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -69,7 +71,7 @@ impl Warehouse {
         tracing::debug!(warehouse = %storage.root(), "opened warehouse");
         Ok(Warehouse {
             storage,
-            latest: Arc::default(),
+            indexes: Arc::default(),
         })
     }
 
@@ -186,32 +188,44 @@ impl Warehouse {
         builder.load().await.map_err(|e| Error::delta(name, e))
     }
 
-    /// The latest version of a table, brought up to date from a cached handle when this
-    /// process has seen the table before; `None` if the table does not exist.
-    pub(crate) async fn latest_table(
+    /// The slice index of a table, shared by every replace this process makes; `None` if the
+    /// table does not exist. Built on first use from a full snapshot.
+    pub(crate) async fn slice_index(
         &self,
         namespace: Namespace,
         name: &str,
-    ) -> Result<Option<DeltaTable>> {
+    ) -> Result<Option<Arc<tokio::sync::Mutex<SliceIndex>>>> {
         let key = (namespace, name.to_string());
-        let cached = self.latest.lock().await.get(&key).cloned();
-        let table = match cached {
-            Some(mut table) => match table.update_incremental(None).await {
-                Ok(()) => table,
-                Err(e) => {
-                    tracing::debug!(table = name, error = %e, "cached table handle is stale; reloading");
-                    self.open_table(namespace, name).await?
-                }
-            },
-            None => {
-                if !self.exists(namespace, name).await? {
-                    return Ok(None);
-                }
-                self.open_table(namespace, name).await?
-            }
-        };
-        self.latest.lock().await.insert(key, table.clone());
-        Ok(Some(table))
+        if let Some(index) = self.indexes.lock().await.get(&key) {
+            return Ok(Some(Arc::clone(index)));
+        }
+        if !self.exists(namespace, name).await? {
+            return Ok(None);
+        }
+        let index = Arc::new(tokio::sync::Mutex::new(
+            self.rebuild_index(namespace, name).await?,
+        ));
+        let mut indexes = self.indexes.lock().await;
+        Ok(Some(Arc::clone(indexes.entry(key).or_insert(index))))
+    }
+
+    /// Build a table's slice index from its latest snapshot.
+    pub(crate) async fn rebuild_index(
+        &self,
+        namespace: Namespace,
+        name: &str,
+    ) -> Result<SliceIndex> {
+        let table = self.open_table(namespace, name).await?;
+        let layout = table_layout(name, &table)?;
+        SliceIndex::build(name, table, layout)
+    }
+
+    /// Drop a cached index (after another writer changed the table's metadata).
+    pub(crate) async fn forget_index(&self, namespace: Namespace, name: &str) {
+        self.indexes
+            .lock()
+            .await
+            .remove(&(namespace, name.to_string()));
     }
 
     /// Start a replace of slices in a table of the `tables/` namespace.

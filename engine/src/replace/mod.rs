@@ -17,18 +17,20 @@
 //! carries a Delta `txn` action, so a caller unsure whether its commit landed can run it again:
 //! a job already in the log is reported as applied and not committed twice.
 
+mod index;
 mod plan;
 mod schema;
 mod stage;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use delta_kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::kernel::transaction::{CommitData, TransactionError};
 use deltalake::kernel::{Action, Add, MetadataExt, StructType, Transaction};
+use deltalake::logstore::CommitOrBytes;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
 use serde::Serialize;
@@ -39,7 +41,11 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::slice::{SliceKey, SliceLayout};
 use crate::warehouse::{Namespace, Warehouse};
+pub(crate) use index::SliceIndex;
 use stage::Stager;
+
+/// Versions between checkpoints (the Delta default).
+const CHECKPOINT_INTERVAL: u64 = 100;
 
 /// How often a replace re-plans after a real conflict with another writer before giving up.
 const DEFAULT_MAX_ATTEMPTS: usize = 20;
@@ -144,89 +150,83 @@ impl ReplaceSlices {
             return Err(Error::EmptyBatch { table: name });
         }
         let handle = self.warehouse.unloaded_table(self.namespace, &name)?;
-        let mut table = self.warehouse.latest_table(self.namespace, &name).await?;
-
-        let layout = match &table {
-            Some(t) => table_layout(&name, t)?,
-            None => self.layout.clone(),
+        let Some(index) = self.warehouse.slice_index(self.namespace, &name).await? else {
+            return self.create_table(handle, started).await;
         };
+        // One replace per table at a time in this process; other processes race on the log.
+        let mut index = index.lock().await;
+        let log_store = handle.log_store();
+        index.advance(log_store.as_ref()).await?;
+        if index.stale {
+            *index = self.warehouse.rebuild_index(self.namespace, &name).await?;
+        }
+
+        let layout = table_layout(&name, &index.base)?;
         let parts = self.split_rows(&layout)?;
-
-        // The schema the table will have after this commit.
-        let (schema, added_columns) = match &table {
-            Some(t) => {
-                let current = t
-                    .snapshot()
-                    .map_err(|e| Error::delta(&name, e))?
-                    .snapshot()
-                    .arrow_schema();
-                let mut evolution = Evolution {
-                    schema: current,
-                    added: Vec::new(),
-                };
-                for batch in &self.batches {
-                    let step = evolve(&name, &evolution.schema, &batch.schema())?;
-                    evolution.schema = step.schema;
-                    evolution.added.extend(step.added);
-                }
-                (evolution.schema, evolution.added)
-            }
-            None => {
-                let first = self.batches.first().ok_or_else(|| Error::NotSliceTable {
-                    table: name.clone(),
-                    reason: "it does not exist yet and the batch has no rows to give it a schema"
-                        .into(),
-                })?;
-                let mut schema = initial_schema(&layout, &first.schema());
-                for batch in &self.batches[1..] {
-                    schema = evolve(&name, &schema, &batch.schema())?.schema;
-                }
-                (schema, Vec::new())
-            }
+        let current = index
+            .base
+            .snapshot()
+            .map_err(|e| Error::delta(&name, e))?
+            .snapshot()
+            .arrow_schema();
+        let mut evolution = Evolution {
+            schema: current,
+            added: Vec::new(),
         };
+        for batch in &self.batches {
+            let step = evolve(&name, &evolution.schema, &batch.schema())?;
+            evolution.schema = step.schema;
+            evolution.added.extend(step.added);
+        }
+        let Evolution {
+            schema,
+            added: added_columns,
+        } = evolution;
 
-        if let (Some(t), Some(job)) = (&table, &self.job) {
-            if let Some(report) = self.already_applied(t, job, started).await? {
-                return Ok(report);
-            }
+        if let Some(report) = self.already_applied(&index, started).await? {
+            return Ok(report);
         }
 
         let stager = Stager {
             table: name.clone(),
-            store: handle.log_store().object_store(None),
+            store: log_store.object_store(None),
             layout: layout.clone(),
             schema: schema.clone(),
         };
-        let mut staged: Vec<Add> = Vec::new();
-        let mut rows_written = 0;
-        for (key, rows) in &parts {
-            let rows = conform(&name, rows, &schema)?;
-            rows_written += rows.num_rows();
-            staged.extend(stager.stage_slice(key, &rows).await?);
-        }
+        let (staged, rows_written) = self.stage(&stager, &parts, &schema).await?;
         failpoint::hit(failpoint::AFTER_STAGE).await;
 
-        let Some(mut current) = table.take() else {
-            return self
-                .create_with(handle, &layout, &schema, staged, rows_written, started)
-                .await;
+        let planned_version = index.version;
+        let predicate = layout.predicate(&self.slices);
+        let metadata = if added_columns.is_empty() {
+            None
+        } else {
+            let kernel_schema: StructType = schema
+                .as_ref()
+                .try_into_kernel()
+                .map_err(|e| Error::delta(&name, e.into()))?;
+            let snapshot = index.base.snapshot().map_err(|e| Error::delta(&name, e))?;
+            Some(
+                snapshot
+                    .metadata()
+                    .clone()
+                    .with_schema(&kernel_schema)
+                    .map_err(|e| Error::delta(&name, DeltaTableError::generic(e.to_string())))?,
+            )
         };
 
-        let predicate = layout.predicate(&self.slices);
-        let mut last_conflict = String::new();
-        for attempt in 1..=self.max_attempts {
-            if attempt > 1 {
-                current
-                    .update_state()
-                    .await
-                    .map_err(|e| Error::delta(&name, e))?;
-                if let Some(job) = &self.job {
-                    if let Some(report) = self.already_applied(&current, job, started).await? {
-                        return Ok(report);
-                    }
-                }
+        let mut attempts = 0;
+        'plan: loop {
+            attempts += 1;
+            if attempts > self.max_attempts {
+                return Err(Error::CommitConflict {
+                    table: name,
+                    attempts: self.max_attempts,
+                    last: "other writers kept replacing the same slices".into(),
+                });
             }
-            let plan = plan::plan_removals(&name, &current, &layout, &self.slices).await?;
+            let plan = plan::plan_removals(&index, &self.slices);
+            let removing: HashSet<String> = plan.removes.iter().map(|r| r.path.clone()).collect();
             // Rows of multi-slice files that belong to slices not being replaced survive.
             let mut survivors: Vec<Add> = Vec::new();
             let mut kept_rows = 0;
@@ -235,8 +235,7 @@ impl ReplaceSlices {
                     .read_file(file.location.clone(), &file.source, file.date_days)
                     .await?;
                 for batch in batches {
-                    let kept = keep_rows_outside(&layout, &name, &batch, &self.slices)?;
-                    for (key, rows) in kept {
+                    for (key, rows) in keep_rows_outside(&layout, &name, &batch, &self.slices)? {
                         kept_rows += rows.num_rows();
                         let rows = conform(&name, &rows, &schema)?;
                         survivors.extend(stager.stage_slice(&key, &rows).await?);
@@ -245,94 +244,136 @@ impl ReplaceSlices {
             }
 
             let mut actions: Vec<Action> = Vec::new();
-            if !added_columns.is_empty() {
-                let snapshot = current.snapshot().map_err(|e| Error::delta(&name, e))?;
-                let kernel_schema: StructType = schema
-                    .as_ref()
-                    .try_into_kernel()
-                    .map_err(|e| Error::delta(&name, e.into()))?;
-                let metadata = snapshot
-                    .metadata()
-                    .clone()
-                    .with_schema(&kernel_schema)
-                    .map_err(|e| Error::delta(&name, DeltaTableError::generic(e.to_string())))?;
-                actions.push(Action::Metadata(metadata));
-            }
+            actions.extend(metadata.clone().map(Action::Metadata));
             actions.extend(plan.removes.iter().cloned().map(Action::Remove));
             actions.extend(staged.iter().cloned().map(Action::Add));
             actions.extend(survivors.iter().cloned().map(Action::Add));
-
             let operation = DeltaOperation::Write {
                 mode: SaveMode::Overwrite,
                 partition_by: Some(layout.partition_columns()),
                 predicate: Some(predicate.clone()),
             };
-            let outcome = self.commit(&current, actions, operation).await;
-            match outcome {
-                Ok(version) => {
-                    failpoint::hit(failpoint::AFTER_COMMIT).await;
-                    let all_adds = staged.iter().chain(survivors.iter());
-                    let report = ReplaceReport {
-                        table: name.clone(),
+            let entry = CommitData::new(
+                actions,
+                operation,
+                self.commit_info(),
+                self.job
+                    .iter()
+                    .map(|job| Transaction::new(&job.app_id, job.version))
+                    .collect(),
+            )
+            .get_bytes()
+            .map_err(|e| Error::delta(&name, e.into()))?;
+            if attempts == 1 {
+                failpoint::hit(failpoint::BEFORE_COMMIT).await;
+            }
+
+            // Put-if-absent at the next version; a taken version means another writer got
+            // there first: read what it did and either retry at the next version or re-plan.
+            loop {
+                let version = index.version + 1;
+                let written = log_store
+                    .write_commit_entry(
                         version,
-                        planned_version: current.version().unwrap_or(0),
-                        slices: self.slices.len(),
-                        rows_written,
-                        rows_removed: plan.rows_removed.saturating_sub(kept_rows),
-                        files_added: staged.len() + survivors.len(),
-                        files_removed: plan.removes.len(),
-                        bytes_written: all_adds.map(|a| a.size).sum(),
-                        attempts: attempt,
-                        added_columns: added_columns.clone(),
-                        already_applied: false,
-                        created_table: false,
-                        elapsed: started.elapsed(),
-                    };
-                    tracing::info!(
-                        table = %name, version, slices = report.slices, rows = rows_written,
-                        files_added = report.files_added, files_removed = report.files_removed,
-                        attempts = attempt, "replaced slices"
-                    );
-                    return Ok(report);
+                        CommitOrBytes::LogBytes(entry.clone()),
+                        uuid::Uuid::new_v4(),
+                    )
+                    .await;
+                match written {
+                    Ok(()) => {
+                        index.apply(version, &entry, &mut Default::default())?;
+                        failpoint::hit(failpoint::AFTER_COMMIT).await;
+                        self.maybe_checkpoint(version).await;
+                        let report = ReplaceReport {
+                            table: name.clone(),
+                            version,
+                            planned_version,
+                            slices: self.slices.len(),
+                            rows_written,
+                            rows_removed: plan.rows_removed.saturating_sub(kept_rows),
+                            files_added: staged.len() + survivors.len(),
+                            files_removed: plan.removes.len(),
+                            bytes_written: staged.iter().chain(&survivors).map(|a| a.size).sum(),
+                            attempts,
+                            added_columns: added_columns.clone(),
+                            already_applied: false,
+                            created_table: false,
+                            elapsed: started.elapsed(),
+                        };
+                        tracing::info!(
+                            table = %name, version, slices = report.slices, rows = rows_written,
+                            files_added = report.files_added, files_removed = report.files_removed,
+                            attempts, "replaced slices"
+                        );
+                        return Ok(report);
+                    }
+                    Err(TransactionError::VersionAlreadyExists(_)) => {
+                        let effects = index.advance(log_store.as_ref()).await?;
+                        if let Some(report) = self.already_applied(&index, started).await? {
+                            return Ok(report);
+                        }
+                        if effects.metadata_changed {
+                            // Someone changed the schema: start over against it.
+                            drop(index);
+                            self.warehouse.forget_index(self.namespace, &name).await;
+                            return Box::pin(self.execute()).await;
+                        }
+                        if effects.touches(&self.slices, &removing) {
+                            tracing::debug!(table = %name, attempt = attempts, "another writer replaced the same slices; re-planning");
+                            tokio::time::sleep(Duration::from_millis(rand_jitter_ms(attempts)))
+                                .await;
+                            continue 'plan;
+                        }
+                        tracing::debug!(table = %name, version, "log version taken by a disjoint commit; retrying at the next");
+                    }
+                    Err(e) => return Err(Error::delta(&name, e.into())),
                 }
-                Err(e) if is_conflict(&e) => {
-                    last_conflict = e.to_string();
-                    tracing::debug!(table = %name, attempt, error = %last_conflict, "replace conflicted; re-planning");
-                    // Spread retries of writers that collided so they do not collide again.
-                    let jitter = rand_jitter_ms(attempt);
-                    tokio::time::sleep(Duration::from_millis(jitter)).await;
-                }
-                Err(e) => return Err(Error::delta(&name, e)),
             }
         }
-        Err(Error::CommitConflict {
-            table: name,
-            attempts: self.max_attempts,
-            last: last_conflict,
-        })
     }
 
-    /// Commit the actions; the before-commit failpoint sits between preparing and writing the log entry.
-    async fn commit(
+    /// Stage the new rows of every slice as files; returns the add actions and the row count.
+    async fn stage(
         &self,
-        table: &DeltaTable,
-        actions: Vec<Action>,
-        operation: DeltaOperation,
-    ) -> std::result::Result<u64, DeltaTableError> {
-        let snapshot = table.snapshot()?;
-        let builder: CommitBuilder = self.commit_properties().into();
-        let prepared = builder
-            .with_actions(actions)
-            .build(Some(snapshot), table.log_store(), operation)
-            .into_prepared_commit_future()
-            .await?;
-        failpoint::hit(failpoint::BEFORE_COMMIT).await;
-        let post = prepared.await?;
-        let finalized = post.await?;
-        Ok(finalized.version())
+        stager: &Stager,
+        parts: &BTreeMap<SliceKey, RecordBatch>,
+        schema: &SchemaRef,
+    ) -> Result<(Vec<Add>, usize)> {
+        let mut staged = Vec::new();
+        let mut rows_written = 0;
+        for (key, rows) in parts {
+            let rows = conform(&self.table, rows, schema)?;
+            rows_written += rows.num_rows();
+            staged.extend(stager.stage_slice(key, &rows).await?);
+        }
+        Ok((staged, rows_written))
     }
 
-    fn commit_properties(&self) -> CommitProperties {
+    /// Write a checkpoint every [`CHECKPOINT_INTERVAL`] versions so readers replay a short log.
+    /// This reads the whole file list, once per interval; a failure only costs readers time.
+    async fn maybe_checkpoint(&self, version: u64) {
+        if version == 0 || !version.is_multiple_of(CHECKPOINT_INTERVAL) {
+            return;
+        }
+        let result = async {
+            let table = self
+                .warehouse
+                .open_table_at(self.namespace, &self.table, Some(version))
+                .await?;
+            deltalake::checkpoints::create_checkpoint(&table, None)
+                .await
+                .map_err(|e| Error::delta(&self.table, e))
+        }
+        .await;
+        match result {
+            Ok(()) => tracing::debug!(table = %self.table, version, "wrote checkpoint"),
+            Err(e) => {
+                tracing::warn!(table = %self.table, version, error = %e, "could not write checkpoint")
+            }
+        }
+    }
+
+    fn commit_info(&self) -> HashMap<String, serde_json::Value> {
         let mut info = serde_json::Map::new();
         info.insert("slices".into(), self.slices.len().into());
         if let Some(job) = &self.job {
@@ -341,26 +382,32 @@ impl ReplaceSlices {
                 format!("{}@{}", job.app_id, job.version).into(),
             );
         }
-        let mut props = CommitProperties::default()
-            .with_metadata([("tidemark".to_string(), serde_json::Value::Object(info))]);
-        if let Some(job) = &self.job {
-            props = props.with_application_transaction(Transaction::new(&job.app_id, job.version));
-        }
-        props
+        HashMap::from([("tidemark".to_string(), serde_json::Value::Object(info))])
     }
 
     /// First commit of a new table: protocol, metadata and the staged files in version 0.
     /// If another writer created the table meanwhile, run the whole replace again against it.
-    async fn create_with(
-        self,
-        handle: DeltaTable,
-        layout: &SliceLayout,
-        schema: &SchemaRef,
-        staged: Vec<Add>,
-        rows_written: usize,
-        started: Instant,
-    ) -> Result<ReplaceReport> {
+    async fn create_table(self, handle: DeltaTable, started: Instant) -> Result<ReplaceReport> {
         let name = self.table.clone();
+        let layout = &self.layout;
+        let parts = self.split_rows(layout)?;
+        let first = self.batches.first().ok_or_else(|| Error::NotSliceTable {
+            table: name.clone(),
+            reason: "it does not exist yet and the batch has no rows to give it a schema".into(),
+        })?;
+        let mut schema = initial_schema(layout, &first.schema());
+        for batch in &self.batches[1..] {
+            schema = evolve(&name, &schema, &batch.schema())?.schema;
+        }
+        let stager = Stager {
+            table: name.clone(),
+            store: handle.log_store().object_store(None),
+            layout: layout.clone(),
+            schema: schema.clone(),
+        };
+        let (staged, rows_written) = self.stage(&stager, &parts, &schema).await?;
+        failpoint::hit(failpoint::AFTER_STAGE).await;
+
         let kernel_schema: StructType = schema
             .as_ref()
             .try_into_kernel()
@@ -376,6 +423,7 @@ impl ReplaceSlices {
             .into_iter()
             .map(|(k, v)| (k, Some(v)))
             .collect();
+        failpoint::hit(failpoint::BEFORE_COMMIT).await;
         let created = handle
             .create()
             .with_table_name(&name)
@@ -419,20 +467,19 @@ impl ReplaceSlices {
         }
     }
 
+    /// A report for a job whose commit is already in the log, or `None`.
     async fn already_applied(
         &self,
-        table: &DeltaTable,
-        job: &JobId,
+        index: &SliceIndex,
         started: Instant,
     ) -> Result<Option<ReplaceReport>> {
-        let snapshot = table.snapshot().map_err(|e| Error::delta(&self.table, e))?;
-        let seen = snapshot
-            .transaction_version(table.log_store().as_ref(), &job.app_id)
-            .await
-            .map_err(|e| Error::delta(&self.table, e))?;
+        let Some(job) = &self.job else {
+            return Ok(None);
+        };
+        let seen = index.txn_version(&job.app_id).await?;
         if seen.is_some_and(|v| v >= job.version) {
             tracing::info!(table = %self.table, app_id = %job.app_id, version = job.version, "job already committed; nothing to do");
-            let version = table.version().unwrap_or(0);
+            let version = index.version;
             return Ok(Some(ReplaceReport {
                 table: self.table.clone(),
                 version,
@@ -503,17 +550,6 @@ fn keep_rows_outside(
         .into_iter()
         .filter(|(key, _)| !replaced.contains(key))
         .collect())
-}
-
-fn is_conflict(error: &DeltaTableError) -> bool {
-    matches!(
-        error,
-        DeltaTableError::Transaction {
-            source: TransactionError::CommitConflict(_)
-                | TransactionError::MaxCommitAttempts(_)
-                | TransactionError::VersionAlreadyExists(_)
-        } | DeltaTableError::VersionAlreadyExists(_)
-    )
 }
 
 /// A small pseudo-random back-off (no RNG dependency needed for spreading retries).

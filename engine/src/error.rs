@@ -19,6 +19,13 @@ pub enum Error {
     #[error("cannot reach warehouse {url}: {reason}. Check the path or endpoint, network and credentials")]
     Unreachable { url: String, reason: String },
 
+    /// An S3-compatible endpoint was given without keys.
+    #[error(
+        "no credentials for the S3 endpoint of warehouse {url}: set AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY (values are never logged)"
+    )]
+    MissingCredentials { url: String },
+
     /// The S3 server accepted a second create of the same key, so concurrent commits would be unsafe.
     #[error(
         "the object store behind {url} ignores conditional writes (If-None-Match); concurrent Delta \

@@ -111,6 +111,15 @@ impl Storage {
             }
             Location::S3 { bucket, prefix } => {
                 let options = s3_options(config);
+                // An S3-compatible server has no instance metadata service to fall back on;
+                // without keys the client would go looking for one.
+                if options.contains_key("aws_endpoint")
+                    && !options.contains_key("aws_access_key_id")
+                {
+                    return Err(Error::MissingCredentials {
+                        url: url.to_string(),
+                    });
+                }
                 let mut builder =
                     AmazonS3Builder::new()
                         .with_bucket_name(bucket)

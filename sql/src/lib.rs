@@ -12,10 +12,10 @@ use engine::WarehouseSession;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The statement failed to plan or run.
-    #[error("{0}")]
+    #[error(transparent)]
     Engine(#[from] engine::Error),
     /// The query engine failed while executing.
-    #[error("{0}")]
+    #[error(transparent)]
     Execution(#[from] datafusion::error::DataFusionError),
 }
 

@@ -180,6 +180,17 @@ async fn unreachable_warehouse_fails_fast_and_names_it() {
         started.elapsed()
     );
 
+    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
+        let no_keys = StorageConfig {
+            s3_endpoint: Some(format!("http://127.0.0.1:{port}")),
+            ..Default::default()
+        };
+        let err = Warehouse::open("s3://no-such-bucket/w", &no_keys)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::MissingCredentials { .. }), "{err}");
+    }
+
     let err = Warehouse::open("ftp://host/x", &StorageConfig::default())
         .await
         .unwrap_err();

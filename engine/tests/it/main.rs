@@ -5,5 +5,6 @@ extern crate tidemark_engine as engine;
 
 mod bad_input;
 mod isolation;
+mod mixed;
 mod property;
 mod support;

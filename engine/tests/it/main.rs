@@ -4,6 +4,7 @@
 extern crate tidemark_engine as engine;
 
 mod bad_input;
+mod checkpoint;
 mod isolation;
 mod mixed;
 mod property;

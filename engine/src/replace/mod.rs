@@ -6,16 +6,20 @@
 //! Tables are partitioned by (source, day) and every staged file holds the rows of exactly one
 //! slice, so the files of a slice are found from the log alone: partition values name the
 //! (source, day) and the file's min/max statistics on the account column name the account.
-//! Replacing a slice removes its files and adds new ones; no other file is read or rewritten.
-//! A file that holds several slices (written by another tool, or compacted) is read and its
-//! surviving rows are written back as single-slice files in the same commit. The work thus
-//! follows the size of the slices, not of the table.
+//! The process keeps these in a [`SliceIndex`] advanced commit by commit, so planning looks up
+//! only the slices' partitions. Replacing a slice removes its files and adds new ones; no other
+//! file is read or rewritten. A file that holds several slices (written by another tool, or
+//! compacted) is read and its surviving rows are written back as single-slice files in the same
+//! commit. The work thus follows the size of the slices, not of the table.
 //!
-//! The commit carries the slices as a predicate, so Delta's conflict checker tells a concurrent
-//! writer of the same slices from one of disjoint slices; a real conflict re-plans against the
-//! new table version and commits again, reusing the staged files. With a job id the commit also
-//! carries a Delta `txn` action, so a caller unsure whether its commit landed can run it again:
-//! a job already in the log is reported as applied and not committed twice.
+//! The commit is the next `_delta_log` entry, written with put-if-absent (an atomic hard link
+//! locally, `If-None-Match: *` on S3). When another writer took that version, the replace reads
+//! the winning commit: if it touched none of the same slices (and not the schema), the same
+//! actions go in at the next version; otherwise the replace re-plans against the new state,
+//! reusing its staged files. The entry also names the slices as a predicate in `commitInfo`, for
+//! other Delta writers' conflict checks. With a job id the commit carries a Delta `txn` action,
+//! so a caller unsure whether its commit landed can run it again: a job already in the log is
+//! reported as applied and not committed twice.
 
 mod index;
 mod plan;

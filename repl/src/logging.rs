@@ -1,12 +1,17 @@
 //! Structured logging with `tracing`, to stderr so results on stdout stay clean.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
-/// Install the global subscriber. `RUST_LOG` wins over `-v`.
+/// Install the global subscriber. `RUST_LOG` wins over `-v`. In a terminal, progress bars
+/// report progress and only warnings are logged; otherwise progress goes to the log at info.
 pub fn init(verbose: u8, format: LogFormat) {
+    let terminal = std::io::stderr().is_terminal();
     let default = match verbose {
+        0 if terminal => "warn",
         0 => "warn,tidemark=info,tidemark_engine=info,tidemark_connectors=info",
         1 => "info,tidemark=debug,tidemark_engine=debug,tidemark_connectors=debug",
         _ => "debug,tidemark=trace,tidemark_engine=trace,tidemark_connectors=trace",

@@ -24,6 +24,14 @@ use crate::cli::OutputFormat;
 use crate::output::write_batches;
 use crate::progress::Step;
 
+/// Print a line on stdout; a closed pipe (`| head`) is not an error, the demo still finishes.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// The mart the demo builds.
 const MART: &str = "daily_campaign";
 
@@ -94,7 +102,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the simulator")?;
     let client = AdsimClient::new(sim.base_url(), DEMO_TOKEN)?;
     timings.push(("start simulator".into(), step.finish()));
-    println!("adsim simulator listening on {}", sim.base_url());
+    outln!("adsim simulator listening on {}", sim.base_url());
 
     let step = Step::start(format!("opening warehouse {dir}"));
     let warehouse = Warehouse::open(&dir, &StorageConfig::default()).await?;
@@ -115,12 +123,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mart = build_mart(&warehouse, &[first.window, second.window], &sim.state).await?;
     timings.push((format!("build mart {MART}"), step.finish()));
 
-    println!();
-    println!(
+    outln!();
+    outln!(
         "What sync 2 (today = {second_day}) changed against sync 1 (today = {first_day}), per day:"
     );
     write_batches(&mut std::io::stdout(), &changes, OutputFormat::Table)?;
-    println!(
+    outln!(
         "Days older than {} are past the platform's maturity window; recent days restate, rows appear late or vanish.",
         connectors::adsim::truth::MATURITY_DAYS
     );
@@ -134,21 +142,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await?
         .collect()
         .await?;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "Top rows of mart {MART} (version {}, {} rows):",
-        mart.version, mart.rows_written
+        mart.version,
+        mart.rows_written
     );
     write_batches(&mut std::io::stdout(), &top, OutputFormat::Table)?;
 
-    println!();
-    println!("Timings:");
+    outln!();
+    outln!("Timings:");
     for (name, took) in &timings {
-        println!("  {name:<40} {:>8.1} ms", took.as_secs_f64() * 1000.0);
+        outln!("  {name:<40} {:>8.1} ms", took.as_secs_f64() * 1000.0);
     }
-    println!();
-    println!("Query it:");
-    println!(
+    outln!();
+    outln!("Query it:");
+    outln!(
         "  tidemark sql --warehouse {dir} -c \"SELECT date, sum(spend) AS spend, sum(installs) AS installs FROM {MART} GROUP BY date ORDER BY date DESC LIMIT 7\""
     );
     Ok(ExitCode::SUCCESS)
@@ -168,7 +177,7 @@ async fn sync_step(
     ));
     let report = client::sync(warehouse, client, window).await?;
     timings.push((format!("sync {number} (fetch + commit)"), step.finish()));
-    println!(
+    outln!(
         "sync {number}: today {today}, window {}..{}: {} accounts, {} requests, {} rows, {} slices replaced in commit v{} \
          ({} files removed, {} added, fetch {:.0} ms, commit {:.0} ms)",
         window.since,

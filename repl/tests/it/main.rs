@@ -2,5 +2,6 @@
 
 mod crash;
 mod demo;
+mod interop;
 mod support;
 mod writers;

@@ -53,6 +53,8 @@ pub struct Warehouse {
     /// Slice indexes of the tables this process writes, so that a replace reads only the
     /// commits made since the last one instead of replaying the whole log each time.
     indexes: Arc<tokio::sync::Mutex<HashMap<(Namespace, String), IndexHandle>>>,
+    /// Set once the store has shown it enforces conditional writes (checked before the first write).
+    writable: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -72,6 +74,7 @@ impl Warehouse {
         Ok(Warehouse {
             storage,
             indexes: Arc::default(),
+            writable: Arc::default(),
         })
     }
 
@@ -186,6 +189,15 @@ impl Warehouse {
             builder = builder.with_version(v);
         }
         builder.load().await.map_err(|e| Error::delta(name, e))
+    }
+
+    /// Before the first write: prove the store refuses a second create of one key, since
+    /// every concurrent-commit guarantee rests on it (a no-op for local directories).
+    pub(crate) async fn check_writable(&self) -> Result<()> {
+        self.writable
+            .get_or_try_init(|| self.storage.check_conditional_put())
+            .await
+            .map(|_| ())
     }
 
     /// The slice index of a table, shared by every replace this process makes; `None` if the

@@ -153,6 +153,7 @@ impl ReplaceSlices {
         if self.slices.is_empty() {
             return Err(Error::EmptyBatch { table: name });
         }
+        self.warehouse.check_writable().await?;
         let handle = self.warehouse.unloaded_table(self.namespace, &name)?;
         let Some(index) = self.warehouse.slice_index(self.namespace, &name).await? else {
             return self.create_table(handle, started).await;

@@ -133,19 +133,6 @@ impl Warehouse {
         Ok(all)
     }
 
-    /// Find which namespace holds `name` (tables first, then marts).
-    pub async fn locate(&self, name: &str) -> Result<Namespace> {
-        for ns in Namespace::ALL {
-            if self.exists(ns, name).await? {
-                return Ok(ns);
-            }
-        }
-        Err(Error::TableNotFound {
-            name: name.to_string(),
-            warehouse: self.url().to_string(),
-        })
-    }
-
     /// Whether a table exists (has a Delta log).
     pub async fn exists(&self, namespace: Namespace, name: &str) -> Result<bool> {
         let table = self.unloaded_table(namespace, name)?;

@@ -32,9 +32,14 @@ pub(crate) enum Accounts {
 impl Accounts {
     /// Read the account column's statistics from an add action's `stats` JSON.
     pub fn from_stats(stats: Option<&str>, column: &str) -> Self {
-        let Some(value) = stats.and_then(|s| serde_json::from_str::<Value>(s).ok()) else {
-            return Accounts::Unknown;
-        };
+        match stats.and_then(|s| serde_json::from_str::<Value>(s).ok()) {
+            Some(value) => Self::from_stats_value(&value, column),
+            None => Accounts::Unknown,
+        }
+    }
+
+    /// The same, from statistics already parsed.
+    fn from_stats_value(value: &Value, column: &str) -> Self {
         let min = value["minValues"][column].as_str();
         let max = value["maxValues"][column].as_str();
         let nulls = value["nullCount"][column].as_i64().unwrap_or(0);
@@ -247,18 +252,25 @@ impl SliceIndex {
         let Some(key) = partition_key(&self.layout, &partition_values) else {
             return;
         };
-        let stats = add["stats"].as_str();
+        // Parse the statistics once: they give both the row count and the accounts.
+        let stats = add["stats"]
+            .as_str()
+            .and_then(|s| serde_json::from_str::<Value>(s).ok());
         let num_records = stats
-            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+            .as_ref()
             .and_then(|v| v["numRecords"].as_u64())
             .unwrap_or(0) as usize;
+        let accounts = match &stats {
+            Some(value) => Accounts::from_stats_value(value, &self.layout.account),
+            None => Accounts::Unknown,
+        };
         let file = IndexedFile {
             path: add["path"].as_str().unwrap_or_default().to_string(),
             source: key.0.clone(),
             date: key.1,
             size: add["size"].as_i64().unwrap_or(0),
             num_records,
-            accounts: Accounts::from_stats(stats, &self.layout.account),
+            accounts,
             partition_values,
         };
         effects

@@ -1,5 +1,6 @@
 //! The connectors' error type. Messages name the platform, account and request; they never
-//! carry tokens (requests are described by path, and headers are not echoed).
+//! carry tokens (requests are described by path and parameters, credentials travel in headers
+//! and are not echoed).
 
 /// Result alias for connectors.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -7,6 +8,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What can go wrong talking to a platform.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The configuration is wrong; the message names the key and the fix.
+    #[error("{0}")]
+    Config(String),
     /// The platform could not be reached or the connection broke.
     #[error("{platform}: request {path} failed: {reason}")]
     Transport {
@@ -29,6 +33,19 @@ pub enum Error {
         path: String,
         reason: String,
     },
+    /// A request was given up: refused for good, or still failing after its retries.
+    #[error("{source_name}: {request} gave up after {attempts} attempt(s): {reason}")]
+    Request {
+        source_name: String,
+        request: String,
+        attempts: u32,
+        reason: String,
+        /// The last body received, kept so an unreadable payload can be quarantined.
+        last_body: Option<bytes::Bytes>,
+    },
+    /// Reading or writing `raw/` failed.
+    #[error("raw landing at {path}: {reason}")]
+    Raw { path: String, reason: String },
     /// Writing to the warehouse failed (boxed: engine errors are large).
     #[error(transparent)]
     Engine(Box<engine::Error>),

@@ -1,18 +1,125 @@
 //! # tidemark-connectors
 //!
-//! Everything that talks to ad platforms: platform clients, their normalization into the
-//! canonical `ad_performance` rows, and built-in simulators that stand in for the platforms
-//! on loopback (for `tidemark demo` and the tests).
+//! Everything that talks to ad platforms: the source framework, platform clients and their
+//! normalization into per-source tables and the canonical `ad_performance` rows, throttling,
+//! raw landing and replay, and built-in simulators that stand in for the platforms on loopback
+//! (for `tidemark demo`, `tidemark sim serve` and the tests).
 //!
 //! # Layout
-//! - [`adsim`]: a small restating ad platform: deterministic ground truth, an HTTP JSON server
-//!   with a controllable clock, and the client that syncs it into a warehouse.
+//! - [`config`]: `[sources.*]` in `tidemark.toml`; [`secret`]: credentials that never print.
+//! - [`source`]: the `Source` trait; [`meta`] and [`google_ads`]: the platform clients.
+//! - [`throttle`]: per-credential concurrency caps, platform-signalled waits, retries.
+//! - [`raw`]: landing payloads in `raw/` with a manifest, quarantine, reading runs back.
+//! - [`normalize`]: drift-tolerant JSON → Arrow (key case, aliases, added fields, exact decimals).
+//! - [`sync`]: plan → fetch → land → normalize → one commit per table; replay from raw.
+//! - [`sim`]: faithful Meta and Google Ads simulators over a seeded ground truth.
+//! - [`adsim`]: the minimal restating platform of the first demo.
 //!
 //! # Key decision
 //! A sync produces the complete current rows of every (source, account, day) in its window and
-//! hands them to the engine's replace contract in one commit; connectors never patch rows.
+//! hands them to the engine's replace contract; connectors never patch rows. Pages are
+//! normalized only from the bytes that were landed, so a replay from `raw/` yields the same
+//! tables as the sync that fetched them.
 
 pub mod adsim;
+pub mod config;
 pub mod error;
+pub mod google_ads;
+pub mod meta;
+pub mod normalize;
+pub mod raw;
+pub mod secret;
+pub mod sim;
+pub mod source;
+pub mod sync;
+pub mod throttle;
+pub mod window;
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 pub use error::{Error, Result};
+pub use window::Window;
+
+use config::{Platform, ResolvedSource};
+use secret::Secret;
+use source::Source;
+use throttle::{Limits, Throttle};
+
+/// The HTTP client every platform client uses (rustls, bounded connect time).
+pub(crate) fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .user_agent(concat!("tidemark/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Config(format!("cannot set up the HTTP client: {e}")))
+}
+
+/// `text` with every occurrence of the secret's value replaced (platform messages sometimes
+/// echo what they were sent).
+pub(crate) fn scrub(text: &str, secret: &Secret) -> String {
+    let value = secret.expose();
+    if value.len() < 4 {
+        return text.to_string();
+    }
+    text.replace(value, "<redacted>")
+}
+
+/// Whether sources are built to call platforms or only to read landed pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Credentials are read and checked.
+    Fetch,
+    /// No credentials are read; the sources are only used to normalize `raw/` pages.
+    Replay,
+}
+
+/// Build the clients for `sources`. Sources sharing a credential share one throttle.
+pub fn build_sources(sources: &[ResolvedSource], purpose: Purpose) -> Result<Vec<Arc<dyn Source>>> {
+    let mut throttles: HashMap<String, Arc<Throttle>> = HashMap::new();
+    let mut built: Vec<Arc<dyn Source>> = Vec::new();
+    for source in sources {
+        let secret = |r: &secret::SecretRef, key: &str| -> Result<Secret> {
+            match purpose {
+                Purpose::Replay => Ok(Secret::new("")),
+                Purpose::Fetch => r
+                    .resolve(&format!("sources.{}.{key}", source.name))
+                    .map_err(Error::Config),
+            }
+        };
+        let token = secret(&source.config.access_token, "access_token")?;
+        let c = &source.config;
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_concurrency: c.max_concurrency.unwrap_or(defaults.max_concurrency),
+            max_attempts: c.max_attempts.unwrap_or(defaults.max_attempts),
+            max_wait: c.max_wait.unwrap_or(defaults.max_wait),
+            request_timeout: c.request_timeout.unwrap_or(defaults.request_timeout),
+            ..defaults
+        };
+        let key = format!("{}/{}", source.platform, token.fingerprint());
+        let throttle = Arc::clone(
+            throttles
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(Throttle::new(key, limits))),
+        );
+        match source.platform {
+            Platform::Meta => built.push(Arc::new(meta::MetaSource::new(source, token, throttle)?)),
+            Platform::GoogleAds => {
+                let developer = match &c.developer_token {
+                    Some(r) => secret(r, "developer_token")?,
+                    None => {
+                        return Err(Error::Config(format!(
+                            "[sources.{}]: Google Ads needs developer_token",
+                            source.name
+                        )))
+                    }
+                };
+                built.push(Arc::new(google_ads::GoogleAdsSource::new(
+                    source, token, developer, throttle,
+                )?))
+            }
+        }
+    }
+    Ok(built)
+}

@@ -18,31 +18,15 @@ use serde_json::Value;
 use super::truth::Account;
 use super::SOURCE;
 use crate::error::{Error, Result};
+use crate::normalize::parse_scaled;
+pub use crate::window::Window;
 
 /// Days re-pulled by every sync: the platform restates this many past days.
 pub const WINDOW_DAYS: u64 = 30;
 
-/// An inclusive range of days.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub since: NaiveDate,
-    pub until: NaiveDate,
-}
-
-impl Window {
-    /// The restatement window as of `today`: the [`WINDOW_DAYS`] days before it.
-    pub fn trailing(today: NaiveDate) -> Self {
-        Window {
-            since: today - chrono::Days::new(WINDOW_DAYS),
-            until: today - chrono::Days::new(1),
-        }
-    }
-
-    /// Every day of the window.
-    pub fn days(&self) -> impl Iterator<Item = NaiveDate> + use<> {
-        let until = self.until;
-        self.since.iter_days().take_while(move |d| *d <= until)
-    }
+/// The adsim platform's restatement window as of `today`: the [`WINDOW_DAYS`] days before it.
+pub fn trailing_window(today: NaiveDate) -> Window {
+    Window::trailing_days(today, WINDOW_DAYS)
 }
 
 /// An HTTP client for the simulated platform. The token is never printed.
@@ -210,31 +194,6 @@ fn number_text(row: &Value, key: &str) -> Option<String> {
     }
 }
 
-/// A decimal string ("12.5", "3") as an integer scaled by 10^scale.
-fn parse_scaled(text: &str, scale: u32) -> Option<i128> {
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    if whole.is_empty() && fraction.is_empty() || fraction.len() > scale as usize {
-        return None;
-    }
-    let whole: i128 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    let mut frac: i128 = if fraction.is_empty() {
-        0
-    } else {
-        fraction.parse().ok()?
-    };
-    frac *= 10i128.pow(scale - fraction.len() as u32);
-    let value = whole.checked_mul(10i128.pow(scale))?.checked_add(frac)?;
-    Some(if negative { -value } else { value })
-}
-
 /// Normalize one account's rows into an `ad_performance` batch.
 pub fn normalize(report: &AccountReport, path: &str) -> Result<RecordBatch> {
     let bad = |reason: String| Error::Payload {
@@ -383,18 +342,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decimals_parse_exactly() {
-        assert_eq!(parse_scaled("12.5", 6), Some(12_500_000));
-        assert_eq!(parse_scaled("-0.000001", 6), Some(-1));
-        assert_eq!(parse_scaled("3", 6), Some(3_000_000));
-        assert_eq!(parse_scaled("1.0000001", 6), None);
-        assert_eq!(parse_scaled("abc", 6), None);
-        assert_eq!(parse_scaled("", 6), None);
-    }
-
-    #[test]
     fn window_is_thirty_days_before_today() {
-        let w = Window::trailing("2026-11-20".parse().unwrap());
+        let w = trailing_window("2026-11-20".parse().unwrap());
         assert_eq!(w.since.to_string(), "2026-10-21");
         assert_eq!(w.until.to_string(), "2026-11-19");
         assert_eq!(w.days().count(), 30);

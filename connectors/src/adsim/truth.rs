@@ -61,15 +61,37 @@ const ACCOUNT_NAMES: [(&str, &str); 4] = [
 ];
 const CAMPAIGN_THEMES: [&str; 4] = ["Awareness", "Install", "Retargeting", "Search"];
 
+/// How a platform spells ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdStyle {
+    /// `act_1001`, `act_1001_c1`, `act_1001_c1_g1_a1`.
+    Readable,
+    /// Digits only, as Meta and Google Ads use: accounts from `base`, children by appending
+    /// two digits per level.
+    Numeric { base: u64 },
+}
+
 impl Truth {
     /// A world of `accounts` accounts (at most 4), each with 3 campaigns × 2 ad groups × 2 ads.
     pub fn new(seed: u64, accounts: usize) -> Self {
+        Self::with_ids(seed, accounts, IdStyle::Readable)
+    }
+
+    /// The same shape of world with ids spelled in `style`.
+    pub fn with_ids(seed: u64, accounts: usize, style: IdStyle) -> Self {
+        let child = |parent: &str, tag: char, n: usize| match style {
+            IdStyle::Readable => format!("{parent}_{tag}{n}"),
+            IdStyle::Numeric { .. } => format!("{parent}{n:02}"),
+        };
         let accounts: Vec<Account> = ACCOUNT_NAMES
             .iter()
             .take(accounts.clamp(1, ACCOUNT_NAMES.len()))
             .enumerate()
             .map(|(i, (name, currency))| Account {
-                id: format!("act_{}", 1001 + i),
+                id: match style {
+                    IdStyle::Readable => format!("act_{}", 1001 + i),
+                    IdStyle::Numeric { base } => (base + i as u64).to_string(),
+                },
                 name: name.to_string(),
                 currency: currency.to_string(),
             })
@@ -78,9 +100,9 @@ impl Truth {
         for (a, account) in accounts.iter().enumerate() {
             for c in 0..3 {
                 let theme = CAMPAIGN_THEMES[(a + c) % CAMPAIGN_THEMES.len()];
-                let campaign_id = format!("{}_c{}", account.id, c + 1);
+                let campaign_id = child(&account.id, 'c', c + 1);
                 for g in 0..2 {
-                    let ad_group_id = format!("{campaign_id}_g{}", g + 1);
+                    let ad_group_id = child(&campaign_id, 'g', g + 1);
                     for n in 0..2 {
                         ads.push(Ad {
                             account_index: a,
@@ -88,7 +110,7 @@ impl Truth {
                             campaign_name: format!("{theme} {}", c + 1),
                             ad_group_id: ad_group_id.clone(),
                             ad_group_name: format!("{theme} {} / group {}", c + 1, g + 1),
-                            ad_id: format!("{ad_group_id}_a{}", n + 1),
+                            ad_id: child(&ad_group_id, 'a', n + 1),
                             ad_name: format!("{theme} creative {}", g * 2 + n + 1),
                         });
                     }
@@ -186,6 +208,15 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn numeric_ids_nest_by_digits() {
+        let t = Truth::with_ids(1, 2, IdStyle::Numeric { base: 1_000_000_001 });
+        assert_eq!(t.accounts[1].id, "1000000002");
+        assert_eq!(t.ads[0].campaign_id, "100000000101");
+        assert_eq!(t.ads[0].ad_id, "1000000001010101");
+        assert_eq!(t.ads.len(), 24);
     }
 
     #[test]

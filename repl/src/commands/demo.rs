@@ -170,7 +170,7 @@ async fn sync_step(
     number: usize,
     timings: &mut Vec<(String, Duration)>,
 ) -> anyhow::Result<SyncReport> {
-    let window = Window::trailing(today);
+    let window = connectors::adsim::client::trailing_window(today);
     let step = Step::start(format!(
         "sync {number}: pulling {} to {} over HTTP",
         window.since, window.until

@@ -1,0 +1,376 @@
+//! Source configuration from `tidemark.toml`: which platforms, which accounts, where the
+//! credentials are, the restatement window and the throttling limits of each source.
+//!
+//! ```toml
+//! [sources.meta]                       # the key names the source; platform defaults to it
+//! access_token = { env = "META_ACCESS_TOKEN" }
+//! accounts = ["act_1234567890"]
+//! # window_days = 28                   # default: the platform's documented restatement
+//!
+//! [sources.google_ads]
+//! access_token = { env = "GOOGLE_ADS_ACCESS_TOKEN" }
+//! developer_token = { env = "GOOGLE_ADS_DEVELOPER_TOKEN" }
+//! login_customer_id = "111-222-3333"
+//! accounts = ["123-456-7890"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::SecretRef;
+
+/// The platforms tidemark has clients for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Meta,
+    GoogleAds,
+}
+
+impl Platform {
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Meta => "meta",
+            Platform::GoogleAds => "google_ads",
+        }
+    }
+
+    /// Days a sync re-pulls by default, from each platform's documented restatement:
+    /// Meta freezes insights 28 days after the day; Google Ads conversions can change for up
+    /// to 90 days (conversion windows). (GA4 settles in ~2 days, Kakao 7 days for 7-day
+    /// conversion fields: used when those clients arrive.)
+    pub fn default_window_days(self) -> u64 {
+        match self {
+            Platform::Meta => 28,
+            Platform::GoogleAds => 90,
+        }
+    }
+
+    /// Days per request unit: Meta's async report jobs are cheaper in weekly pieces; a
+    /// Google Ads search stream returns a whole window in one response.
+    pub fn default_chunk_days(self) -> u64 {
+        match self {
+            Platform::Meta => 7,
+            Platform::GoogleAds => 30,
+        }
+    }
+
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Platform::Meta => "https://graph.facebook.com",
+            Platform::GoogleAds => "https://googleads.googleapis.com",
+        }
+    }
+
+    pub fn default_api_version(self) -> &'static str {
+        match self {
+            Platform::Meta => "v25.0",
+            Platform::GoogleAds => "v22",
+        }
+    }
+
+    /// The per-source table this platform's rows land in.
+    pub fn table(self) -> &'static str {
+        match self {
+            Platform::Meta => "meta_insights",
+            Platform::GoogleAds => "google_ads_ad_daily",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "meta" => Some(Platform::Meta),
+            "google_ads" => Some(Platform::GoogleAds),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The whole `tidemark.toml`, as far as connectors care.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ProjectConfig {
+    /// Warehouse URL; relative paths are relative to the project directory.
+    pub warehouse: Option<String>,
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Sections other subsystems own (marts, schedule, serve, …).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, toml::Value>,
+}
+
+/// One `[sources.NAME]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The platform; defaults to the section name.
+    pub platform: Option<Platform>,
+    /// Account ids (Meta `act_…` or digits; Google Ads customer ids with or without dashes).
+    pub accounts: Vec<String>,
+    pub access_token: SecretRef,
+    /// Google Ads developer token.
+    pub developer_token: Option<SecretRef>,
+    /// Google Ads manager (MCC) account the calls are made through.
+    pub login_customer_id: Option<String>,
+    /// API host, e.g. a simulator's `http://127.0.0.1:PORT`.
+    pub base_url: Option<String>,
+    pub api_version: Option<String>,
+    /// Days each sync re-pulls (the restatement window).
+    pub window_days: Option<u64>,
+    /// Days per request unit.
+    pub chunk_days: Option<u64>,
+    /// Requests in flight at once for this source's credential.
+    pub max_concurrency: Option<usize>,
+    /// Attempts per request before giving up (throttled or failed).
+    pub max_attempts: Option<u32>,
+    /// The longest single wait honoured when the platform asks for one ("15m").
+    #[serde(default, with = "opt_duration")]
+    pub max_wait: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    pub request_timeout: Option<Duration>,
+    /// Delay between polls of an async report job ("10s").
+    #[serde(default, with = "opt_duration")]
+    pub poll_interval: Option<Duration>,
+    /// Renamed fields: `new_name = "canonical_name"` (snake_case names).
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// Meta `action_type`s folded into installs / conversions / revenue, first match wins.
+    #[serde(default)]
+    pub actions: ActionTypes,
+}
+
+/// Which Meta `action_type` values count as installs, conversions and revenue. Meta reports
+/// overlapping types (`omni_purchase` includes `purchase`), so the first present type of
+/// each list is taken, not the sum.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionTypes {
+    #[serde(default = "default_installs")]
+    pub installs: Vec<String>,
+    #[serde(default = "default_purchases")]
+    pub conversions: Vec<String>,
+    #[serde(default = "default_purchases")]
+    pub revenue: Vec<String>,
+}
+
+impl Default for ActionTypes {
+    fn default() -> Self {
+        ActionTypes {
+            installs: default_installs(),
+            conversions: default_purchases(),
+            revenue: default_purchases(),
+        }
+    }
+}
+
+fn default_installs() -> Vec<String> {
+    vec!["mobile_app_install".into(), "app_install".into()]
+}
+
+fn default_purchases() -> Vec<String> {
+    vec![
+        "omni_purchase".into(),
+        "purchase".into(),
+        "offsite_conversion.fb_pixel_purchase".into(),
+        "app_custom_event.fb_mobile_purchase".into(),
+    ]
+}
+
+/// A source section with every default applied and names checked.
+#[derive(Debug, Clone)]
+pub struct ResolvedSource {
+    pub name: String,
+    pub platform: Platform,
+    pub config: SourceConfig,
+}
+
+impl ResolvedSource {
+    pub fn window_days(&self) -> u64 {
+        self.config
+            .window_days
+            .unwrap_or(self.platform.default_window_days())
+    }
+    pub fn chunk_days(&self) -> u64 {
+        self.config
+            .chunk_days
+            .unwrap_or(self.platform.default_chunk_days())
+    }
+    pub fn base_url(&self) -> String {
+        self.config
+            .base_url
+            .clone()
+            .unwrap_or_else(|| self.platform.default_base_url().to_string())
+            .trim_end_matches('/')
+            .to_string()
+    }
+    pub fn api_version(&self) -> String {
+        self.config
+            .api_version
+            .clone()
+            .unwrap_or_else(|| self.platform.default_api_version().to_string())
+    }
+    pub fn poll_interval(&self) -> Duration {
+        self.config.poll_interval.unwrap_or(Duration::from_secs(10))
+    }
+    /// Accounts as the platform's API spells them in paths: digits only.
+    pub fn account_ids(&self) -> Vec<String> {
+        self.config
+            .accounts
+            .iter()
+            .map(|a| normalize_account_id(self.platform, a))
+            .collect()
+    }
+}
+
+/// `act_123` → `123` for Meta; `123-456-7890` → `1234567890` for Google Ads.
+pub fn normalize_account_id(platform: Platform, id: &str) -> String {
+    let id = id.trim();
+    match platform {
+        Platform::Meta => id.strip_prefix("act_").unwrap_or(id).to_string(),
+        Platform::GoogleAds => id.chars().filter(|c| *c != '-').collect(),
+    }
+}
+
+impl ProjectConfig {
+    /// Read `tidemark.toml`; errors carry the file name and the line of the problem.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parse config text. The error gives the line and the parser's message but not the
+    /// offending source line, which could hold a pasted secret.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+            match line {
+                Some(line) => format!("line {line}: {}", e.message().trim_end()),
+                None => e.message().trim_end().to_string(),
+            }
+        })
+    }
+
+    /// Every source with its platform settled, in name order; an unknown platform or an
+    /// empty account list is an error naming the section.
+    pub fn sources(&self) -> Result<Vec<ResolvedSource>, String> {
+        self.sources
+            .iter()
+            .map(|(name, config)| {
+                let platform = match config.platform {
+                    Some(p) => p,
+                    None => Platform::parse(name).ok_or_else(|| {
+                        format!(
+                            "[sources.{name}]: cannot tell the platform from the name; add \
+                             platform = \"meta\" or \"google_ads\""
+                        )
+                    })?,
+                };
+                if config.accounts.is_empty() {
+                    return Err(format!("[sources.{name}]: accounts is empty"));
+                }
+                if platform == Platform::GoogleAds && config.developer_token.is_none() {
+                    return Err(format!(
+                        "[sources.{name}]: Google Ads needs developer_token = {{ env = \"…\" }}"
+                    ));
+                }
+                if !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    return Err(format!(
+                        "[sources.{name}]: source names are lowercase letters, digits and _"
+                    ));
+                }
+                Ok(ResolvedSource {
+                    name: name.clone(),
+                    platform,
+                    config: config.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| {
+            humantime::parse_duration(&t).map_err(|e| {
+                serde::de::Error::custom(format!("{t:?} is not a duration like \"30s\": {e}"))
+            })
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_each_platforms_restatement() {
+        let config = ProjectConfig::parse(
+            r#"
+            [sources.meta]
+            access_token = { env = "T" }
+            accounts = ["act_1"]
+            [sources.gads]
+            platform = "google_ads"
+            access_token = { env = "T" }
+            developer_token = { file = "/x" }
+            accounts = ["123-456-7890"]
+            window_days = 30
+            "#,
+        )
+        .unwrap();
+        let sources = config.sources().unwrap();
+        assert_eq!(sources[0].name, "gads");
+        assert_eq!(sources[0].window_days(), 30);
+        assert_eq!(sources[0].account_ids(), vec!["1234567890"]);
+        assert_eq!(sources[1].platform, Platform::Meta);
+        assert_eq!(sources[1].window_days(), 28);
+        assert_eq!(sources[1].account_ids(), vec!["1"]);
+        assert_eq!(Platform::GoogleAds.default_window_days(), 90);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let typo = ProjectConfig::parse(
+            "[sources.meta]\naccess_token = { env = \"T\" }\naccounts = [\"1\"]\nwindow_dayz = 3\n",
+        )
+        .unwrap_err();
+        assert!(typo.contains("window_dayz"), "{typo}");
+        let literal =
+            ProjectConfig::parse("[sources.meta]\naccess_token = \"EAAB\"\naccounts = [\"1\"]\n")
+                .unwrap_err();
+        assert!(!literal.contains("EAAB"), "{literal}");
+        assert!(literal.contains("env ="), "{literal}");
+        let unknown = ProjectConfig::parse(
+            "[sources.tiktok]\naccess_token = { env = \"T\" }\naccounts = [\"1\"]\n",
+        )
+        .unwrap()
+        .sources()
+        .unwrap_err();
+        assert!(unknown.contains("sources.tiktok"), "{unknown}");
+        let duration = ProjectConfig::parse(
+            "[sources.meta]\naccess_token = { env = \"T\" }\naccounts = [\"1\"]\nmax_wait = \"soon\"\n",
+        )
+        .unwrap_err();
+        assert!(duration.contains("soon"), "{duration}");
+    }
+}

@@ -1,0 +1,349 @@
+//! Google Ads: `googleAds:searchStream` over REST with GAQL, ad-level daily rows.
+//!
+//! ```text
+//! POST /{v}/customers/{customer_id}/googleAds:searchStream
+//!      Authorization: Bearer …   developer-token: …   login-customer-id: … (manager)
+//!      {"query": "SELECT segments.date, … FROM ad_group_ad WHERE segments.date BETWEEN …"}
+//!   → [{"results": [...], "fieldMask": "…", "requestId": "…"}, …]
+//! ```
+//! Proto3 JSON: keys are lowerCamelCase, int64 values are strings, doubles are numbers, and
+//! fields at their default (0) are left out. Money comes as `costMicros`. Quota errors are
+//! HTTP 429 `RESOURCE_EXHAUSTED` with the wait in the body (`quotaErrorDetails.retryDelay`),
+//! wrapped in an array for searchStream.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::config::{Platform, ResolvedSource};
+use crate::error::{Error, Result};
+use crate::normalize::{self, col, AdRow, Kind, Record, TableSpec};
+use crate::raw::Unit;
+use crate::secret::Secret;
+use crate::source::{Page, PageSink, Source};
+use crate::throttle::{snippet, Fetched, Throttle, Verdict};
+
+/// The GAQL fields selected, in order.
+pub const FIELDS: &[&str] = &[
+    "segments.date",
+    "customer.id",
+    "customer.descriptive_name",
+    "customer.currency_code",
+    "campaign.id",
+    "campaign.name",
+    "ad_group.id",
+    "ad_group.name",
+    "ad_group_ad.ad.id",
+    "ad_group_ad.ad.name",
+    "metrics.impressions",
+    "metrics.clicks",
+    "metrics.cost_micros",
+    "metrics.conversions",
+    "metrics.conversions_value",
+];
+
+/// The `google_ads_ad_daily` table.
+pub static SPEC: TableSpec = TableSpec {
+    table: "google_ads_ad_daily",
+    columns: &[
+        col("segments_date", Kind::Date),
+        col("customer_id", Kind::Text),
+        col("customer_descriptive_name", Kind::Text),
+        col("customer_currency_code", Kind::Text),
+        col("campaign_id", Kind::Text),
+        col("campaign_name", Kind::Text),
+        col("ad_group_id", Kind::Text),
+        col("ad_group_name", Kind::Text),
+        col("ad_group_ad_ad_id", Kind::Text),
+        col("ad_group_ad_ad_name", Kind::Text),
+        col("metrics_impressions", Kind::Int),
+        col("metrics_clicks", Kind::Int),
+        col("metrics_cost_micros", Kind::Int),
+        col("metrics_conversions", Kind::Float),
+        col("metrics_conversions_value", Kind::Float),
+    ],
+    row_keys: &["segments_date", "ad_group_ad_ad_id"],
+    expected: &["metrics_impressions", "metrics_cost_micros"],
+    absent_is_zero: true,
+};
+
+/// The GAQL query for a unit.
+pub fn query(unit: &Unit) -> String {
+    format!(
+        "SELECT {} FROM ad_group_ad WHERE segments.date BETWEEN '{}' AND '{}'",
+        FIELDS.join(", "),
+        unit.since,
+        unit.until
+    )
+}
+
+/// A Google Ads client for one configured source.
+pub struct GoogleAdsSource {
+    name: String,
+    base_url: String,
+    version: String,
+    token: Secret,
+    developer_token: Secret,
+    token_origin: String,
+    login_customer_id: Option<String>,
+    accounts: Vec<String>,
+    chunk_days: u64,
+    aliases: BTreeMap<String, String>,
+    http: reqwest::Client,
+    throttle: Arc<Throttle>,
+}
+
+impl GoogleAdsSource {
+    pub fn new(
+        source: &ResolvedSource,
+        token: Secret,
+        developer_token: Secret,
+        throttle: Arc<Throttle>,
+    ) -> Result<Self> {
+        Ok(GoogleAdsSource {
+            name: source.name.clone(),
+            base_url: source.base_url(),
+            version: source.api_version(),
+            token,
+            developer_token,
+            token_origin: source.config.access_token.describe(),
+            login_customer_id: source
+                .config
+                .login_customer_id
+                .as_deref()
+                .map(|id| crate::config::normalize_account_id(Platform::GoogleAds, id)),
+            accounts: source.account_ids(),
+            chunk_days: source.chunk_days(),
+            aliases: source.config.aliases.clone(),
+            http: crate::http_client()?,
+            throttle,
+        })
+    }
+
+    async fn fetch_unit(&self, unit: &Unit, sink: &mut PageSink) -> Result<()> {
+        let path = format!(
+            "/{}/customers/{}/googleAds:searchStream",
+            self.version, unit.account
+        );
+        let url = format!("{}{path}", self.base_url);
+        let gaql = query(unit);
+        let what = format!("POST {path} query={gaql:?}");
+        let body = serde_json::json!({ "query": gaql });
+        let origin = self.token_origin.clone();
+        let response = self
+            .throttle
+            .send(
+                &what,
+                || {
+                    let mut request = self
+                        .http
+                        .post(&url)
+                        .bearer_auth(self.token.expose())
+                        .header("developer-token", self.developer_token.expose())
+                        .json(&body);
+                    if let Some(manager) = &self.login_customer_id {
+                        request = request.header("login-customer-id", manager);
+                    }
+                    request
+                },
+                |r| verdict(r, &origin),
+            )
+            .await
+            .map_err(|gave_up| Error::Request {
+                source_name: self.name.clone(),
+                request: what.clone(),
+                attempts: gave_up.attempts,
+                reason: crate::scrub(
+                    &crate::scrub(&gave_up.reason, &self.token),
+                    &self.developer_token,
+                ),
+                last_body: gave_up.last_body,
+            })?;
+        sink.land(Page {
+            request: what,
+            body: response.body,
+            fetched_at: Utc::now(),
+        })
+        .await
+    }
+}
+
+/// Google's reading of a response.
+fn verdict(response: &Fetched, token_origin: &str) -> Verdict {
+    let body: Option<Value> = serde_json::from_slice(&response.body).ok();
+    if (200..300).contains(&response.status) {
+        return match body {
+            Some(Value::Array(_)) => Verdict::Ok,
+            _ => Verdict::Transient {
+                reason: format!(
+                    "HTTP {} body is not a complete JSON array ({} bytes)",
+                    response.status,
+                    response.body.len()
+                ),
+            },
+        };
+    }
+    // searchStream wraps the error object in an array.
+    let error = match &body {
+        Some(Value::Array(items)) => items.first().map(|i| &i["error"]),
+        Some(v) => Some(&v["error"]),
+        None => None,
+    };
+    let status = error.and_then(|e| e["status"].as_str()).unwrap_or_default();
+    let failures: Vec<Value> = error
+        .and_then(|e| e["details"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["errors"].as_array())
+        .flatten()
+        .cloned()
+        .collect();
+    let message = failures
+        .first()
+        .and_then(|f| f["message"].as_str())
+        .or_else(|| error.and_then(|e| e["message"].as_str()))
+        .map(str::to_string)
+        .unwrap_or_else(|| snippet(&response.body));
+    let error_code = failures
+        .first()
+        .map(|f| f["errorCode"].to_string())
+        .unwrap_or_default();
+    let described = format!("HTTP {} {status} {error_code}: {message}", response.status);
+    let retry_delay = failures
+        .iter()
+        .find_map(|f| f["details"]["quotaErrorDetails"]["retryDelay"].as_str())
+        .and_then(parse_proto_duration);
+    let quota = status == "RESOURCE_EXHAUSTED" || error_code.contains("quotaError");
+    if response.status == 429 || quota {
+        return Verdict::Throttled {
+            wait: retry_delay.or_else(|| crate::throttle::retry_after(&response.headers)),
+            reason: described,
+        };
+    }
+    match response.status {
+        401 => Verdict::Fatal {
+            reason: format!("{described}; the access token (from {token_origin}) is invalid or expired: renew it"),
+        },
+        408 | 500..=599 => Verdict::Transient { reason: described },
+        _ => Verdict::Fatal { reason: described },
+    }
+}
+
+/// A protobuf JSON duration ("60s", "0.250s").
+pub fn parse_proto_duration(text: &str) -> Option<Duration> {
+    let seconds: f64 = text.trim().strip_suffix('s')?.parse().ok()?;
+    (seconds >= 0.0 && seconds.is_finite()).then(|| Duration::from_secs_f64(seconds))
+}
+
+impl Source for GoogleAdsSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn platform(&self) -> Platform {
+        Platform::GoogleAds
+    }
+    fn spec(&self) -> &'static TableSpec {
+        &SPEC
+    }
+    fn date_key(&self) -> &'static str {
+        "segments_date"
+    }
+    fn accounts(&self) -> &[String] {
+        &self.accounts
+    }
+    fn chunk_days(&self) -> u64 {
+        self.chunk_days
+    }
+    fn throttle(&self) -> &Arc<Throttle> {
+        &self.throttle
+    }
+
+    fn fetch<'a>(&'a self, unit: &'a Unit, sink: &'a mut PageSink) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.fetch_unit(unit, sink))
+    }
+
+    fn records(&self, body: &[u8]) -> Result<Vec<Record>, String> {
+        let batches: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+        let batches = batches.as_array().ok_or("not a JSON array of stream batches")?;
+        let mut records = Vec::new();
+        for batch in batches {
+            let Some(results) = batch
+                .as_object()
+                .and_then(|o| o.iter().find(|(k, _)| normalize::normalize_key(k) == "results"))
+                .map(|(_, v)| v)
+            else {
+                continue; // a summary or consumption-only batch
+            };
+            let results = results.as_array().ok_or("results is not an array")?;
+            records.extend(results.iter().map(|r| normalize::flatten(r, &self.aliases)));
+        }
+        Ok(records)
+    }
+
+    fn ad_row(&self, account: &str, r: &Record) -> Result<AdRow, String> {
+        let zero = |v: Option<i64>| Some(v.unwrap_or(0));
+        let cost = normalize::int(r, "metrics_cost_micros")?.unwrap_or(0);
+        let conversions = normalize::float(r, "metrics_conversions")?.unwrap_or(0.0);
+        let value = normalize::decimal(r, "metrics_conversions_value")?.unwrap_or(0);
+        Ok(AdRow {
+            account_id: account.to_string(),
+            date: normalize::date(r, "segments_date")?,
+            account_name: normalize::text(r, "customer_descriptive_name"),
+            campaign_id: normalize::text(r, "campaign_id"),
+            campaign_name: normalize::text(r, "campaign_name"),
+            ad_group_id: normalize::text(r, "ad_group_id"),
+            ad_group_name: normalize::text(r, "ad_group_name"),
+            ad_id: normalize::text(r, "ad_group_ad_ad_id"),
+            ad_name: normalize::text(r, "ad_group_ad_ad_name"),
+            currency: normalize::text(r, "customer_currency_code"),
+            impressions: zero(normalize::int(r, "metrics_impressions")?),
+            clicks: zero(normalize::int(r, "metrics_clicks")?),
+            spend: Some(i128::from(cost)),
+            conversions: Some(conversions),
+            // Google Ads reports app installs as conversions of an install action, not as
+            // their own metric; a per-action query would be needed to split them out.
+            installs: None,
+            revenue: Some(value),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn fetched(status: u16, body: &str) -> Fetched {
+        Fetched {
+            status,
+            headers: Default::default(),
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn quota_errors_carry_their_delay_in_the_body() {
+        let body = r#"[{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED",
+          "details":[{"@type":"type.googleapis.com/google.ads.googleads.v22.errors.GoogleAdsFailure",
+            "errors":[{"errorCode":{"quotaError":"RESOURCE_TEMPORARILY_EXHAUSTED"},"message":"Too many requests. Retry in 2 seconds.",
+              "details":{"quotaErrorDetails":{"rateScope":"DEVELOPER","rateName":"Requests per developer per minute","retryDelay":"2s"}}}],
+            "requestId":"r"}]}}]"#;
+        match verdict(&fetched(429, body), "env X") {
+            Verdict::Throttled { wait, reason } => {
+                assert_eq!(wait, Some(Duration::from_secs(2)));
+                assert!(reason.contains("RESOURCE_TEMPORARILY_EXHAUSTED"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let unauthenticated = r#"{"error":{"code":401,"message":"Request is missing required authentication credential.","status":"UNAUTHENTICATED"}}"#;
+        assert!(matches!(verdict(&fetched(401, unauthenticated), "env X"), Verdict::Fatal { reason } if reason.contains("env X")));
+        assert!(matches!(verdict(&fetched(503, "{}"), ""), Verdict::Transient { .. }));
+        assert!(matches!(verdict(&fetched(200, "[{\"results\":["), ""), Verdict::Transient { .. }));
+        assert_eq!(parse_proto_duration("0.250s"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_proto_duration("soon"), None);
+    }
+}

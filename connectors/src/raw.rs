@@ -1,0 +1,406 @@
+//! Raw landing: every payload a platform returns is written to `raw/` (gzip) with a
+//! manifest entry *before* it is normalized, so a load can be replayed without calling the
+//! platform again, and a payload that cannot be loaded is kept in `raw/quarantine/` with the
+//! reason instead of being lost.
+//!
+//! ```text
+//! raw/runs/<run>/<source>/<account>/<since>_<until>/0000.json.gz      payload as returned
+//! raw/runs/<run>/<source>/<account>/<since>_<until>/0000.json         manifest entry
+//! raw/runs/<run>/<source>/<account>/<since>_<until>/_complete.json    every page landed
+//! raw/quarantine/<run>/<source>/<account>/<since>_<until>/0000.json.gz + 0000.reason.json
+//! ```
+//! Each object is written once; manifest entries are separate objects (object stores cannot
+//! append), and a unit without `_complete.json` was cut short and is never replayed.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::error::{Error, Result};
+use crate::window::Window;
+
+/// The unit of fetching: one source's account over a window of days.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Unit {
+    pub source: String,
+    pub account: String,
+    pub since: NaiveDate,
+    pub until: NaiveDate,
+}
+
+impl Unit {
+    pub fn new(source: &str, account: &str, window: Window) -> Self {
+        Unit {
+            source: source.to_string(),
+            account: account.to_string(),
+            since: window.since,
+            until: window.until,
+        }
+    }
+
+    pub fn window(&self) -> Window {
+        Window {
+            since: self.since,
+            until: self.until,
+        }
+    }
+
+    fn dir(&self) -> String {
+        format!(
+            "{}/{}/{}_{}",
+            self.source, self.account, self.since, self.until
+        )
+    }
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} {}..{}",
+            self.source, self.account, self.since, self.until
+        )
+    }
+}
+
+/// One manifest entry: what was asked, when, and where the bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    pub run: String,
+    pub unit: Unit,
+    pub platform: String,
+    pub page: u32,
+    /// Method, path and parameters of the request (credentials are headers, never here).
+    pub request: String,
+    pub fetched_at: DateTime<Utc>,
+    /// SHA-256 of the uncompressed payload.
+    pub sha256: String,
+    pub bytes: u64,
+    /// Warehouse-relative path of the gzip payload.
+    pub path: String,
+}
+
+/// A unit whose pages all landed, in page order.
+#[derive(Debug, Clone)]
+pub struct LandedUnit {
+    pub unit: Unit,
+    pub pages: Vec<ManifestEntry>,
+}
+
+/// What a run left in `raw/`.
+#[derive(Debug, Clone, Default)]
+pub struct RunContents {
+    pub complete: Vec<LandedUnit>,
+    /// Units with pages but no completion marker (the fetch was cut short).
+    pub incomplete: Vec<Unit>,
+}
+
+/// The reason file kept next to a quarantined payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    pub run: String,
+    pub unit: Unit,
+    pub page: Option<u32>,
+    pub reason: String,
+    pub quarantined_at: DateTime<Utc>,
+    /// Where the payload was landed first, if it was.
+    pub raw_path: Option<String>,
+}
+
+/// Raw landing for one sync run.
+#[derive(Clone)]
+pub struct RawStore {
+    store: Arc<dyn ObjectStore>,
+    run: String,
+}
+
+impl std::fmt::Debug for RawStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawStore").field("run", &self.run).finish()
+    }
+}
+
+/// A new run id: UTC time to the second plus a random suffix (sortable, unique enough for
+/// runs started by hand or by a scheduler).
+pub fn new_run_id() -> String {
+    let suffix: u16 = rand::random();
+    format!("{}-{suffix:04x}", Utc::now().format("%Y%m%dT%H%M%SZ"))
+}
+
+/// Run ids are used in paths: letters, digits, `-`, `_`, `.` and `T`/`Z` only.
+pub fn validate_run_id(run: &str) -> Result<()> {
+    if !run.is_empty()
+        && run.len() <= 64
+        && run
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !run.starts_with('.')
+    {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "run id {run:?} is not valid: use letters, digits, '-', '_' and '.'"
+        )))
+    }
+}
+
+fn raw_error(path: &str, e: impl std::fmt::Display) -> Error {
+    Error::Raw {
+        path: path.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(body)
+        .expect("writing to memory cannot fail");
+    encoder.finish().expect("writing to memory cannot fail")
+}
+
+fn gunzip(path: &str, data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .map_err(|e| raw_error(path, format!("not a readable gzip file: {e}")))?;
+    Ok(out)
+}
+
+impl RawStore {
+    /// Landing for run `run` in the warehouse's store.
+    pub fn new(store: Arc<dyn ObjectStore>, run: &str) -> Result<Self> {
+        validate_run_id(run)?;
+        Ok(RawStore {
+            store,
+            run: run.to_string(),
+        })
+    }
+
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    async fn put(&self, path: &str, data: Vec<u8>) -> Result<()> {
+        self.store
+            .put(&Path::from(path), PutPayload::from(data))
+            .await
+            .map_err(|e| raw_error(path, e))?;
+        Ok(())
+    }
+
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        let result = self
+            .store
+            .get(&Path::from(path))
+            .await
+            .map_err(|e| raw_error(path, e))?;
+        result.bytes().await.map_err(|e| raw_error(path, e))
+    }
+
+    fn unit_dir(&self, unit: &Unit) -> String {
+        format!("raw/runs/{}/{}", self.run, unit.dir())
+    }
+
+    /// Land one page: the gzip payload first, then its manifest entry.
+    pub async fn land(
+        &self,
+        unit: &Unit,
+        platform: &str,
+        page: u32,
+        request: &str,
+        body: &[u8],
+        fetched_at: DateTime<Utc>,
+    ) -> Result<ManifestEntry> {
+        let dir = self.unit_dir(unit);
+        let path = format!("{dir}/{page:04}.json.gz");
+        self.put(&path, gzip(body)).await?;
+        let entry = ManifestEntry {
+            run: self.run.clone(),
+            unit: unit.clone(),
+            platform: platform.to_string(),
+            page,
+            request: request.to_string(),
+            fetched_at,
+            sha256: hex::encode(sha2::Sha256::digest(body)),
+            bytes: body.len() as u64,
+            path,
+        };
+        let manifest = format!("{dir}/{page:04}.json");
+        self.put(
+            &manifest,
+            serde_json::to_vec_pretty(&entry).expect("manifest entries serialize"),
+        )
+        .await?;
+        Ok(entry)
+    }
+
+    /// Mark a unit's pages as complete (`pages` of them).
+    pub async fn complete(&self, unit: &Unit, pages: u32) -> Result<()> {
+        let path = format!("{}/_complete.json", self.unit_dir(unit));
+        let body = serde_json::json!({ "unit": unit, "pages": pages, "completed_at": Utc::now() });
+        self.put(&path, serde_json::to_vec_pretty(&body).expect("serializes"))
+            .await
+    }
+
+    /// Keep a payload that cannot be loaded, with the reason. Returns the reason file's path.
+    pub async fn quarantine(
+        &self,
+        unit: &Unit,
+        page: Option<u32>,
+        body: Option<&[u8]>,
+        raw_path: Option<String>,
+        reason: &str,
+    ) -> Result<String> {
+        let dir = format!("raw/quarantine/{}/{}", self.run, unit.dir());
+        let stem = page.map_or("unit".to_string(), |p| format!("{p:04}"));
+        if let Some(body) = body {
+            self.put(&format!("{dir}/{stem}.json.gz"), gzip(body))
+                .await?;
+        }
+        let record = QuarantineRecord {
+            run: self.run.clone(),
+            unit: unit.clone(),
+            page,
+            reason: reason.to_string(),
+            quarantined_at: Utc::now(),
+            raw_path,
+        };
+        let path = format!("{dir}/{stem}.reason.json");
+        self.put(
+            &path,
+            serde_json::to_vec_pretty(&record).expect("serializes"),
+        )
+        .await?;
+        Ok(path)
+    }
+
+    /// Read a landed payload back, checking its checksum.
+    pub async fn read(&self, entry: &ManifestEntry) -> Result<Vec<u8>> {
+        let data = self.get(&entry.path).await?;
+        let body = gunzip(&entry.path, &data)?;
+        let sum = hex::encode(sha2::Sha256::digest(&body));
+        if sum != entry.sha256 {
+            return Err(raw_error(
+                &entry.path,
+                format!(
+                    "checksum {sum} does not match the manifest's {}",
+                    entry.sha256
+                ),
+            ));
+        }
+        Ok(body)
+    }
+
+    /// Everything run `self.run` landed, by unit.
+    pub async fn contents(&self) -> Result<RunContents> {
+        use futures::TryStreamExt;
+        let prefix = format!("raw/runs/{}/", self.run);
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&Path::from(prefix.as_str())))
+            .try_collect()
+            .await
+            .map_err(|e| raw_error(&prefix, e))?;
+        if objects.is_empty() {
+            return Err(Error::Config(format!(
+                "run {} has nothing in raw/ (see raw/runs/ for the runs this warehouse has)",
+                self.run
+            )));
+        }
+        let mut entries: std::collections::BTreeMap<String, Vec<ManifestEntry>> =
+            Default::default();
+        let mut completed = std::collections::BTreeSet::new();
+        for object in objects {
+            let path = object.location.to_string();
+            let Some((dir, file)) = path.rsplit_once('/') else {
+                continue;
+            };
+            if file == "_complete.json" {
+                completed.insert(dir.to_string());
+            } else if file.ends_with(".json") && !file.ends_with(".json.gz") {
+                let data = self.get(&path).await?;
+                let entry: ManifestEntry = serde_json::from_slice(&data)
+                    .map_err(|e| raw_error(&path, format!("not a manifest entry: {e}")))?;
+                entries.entry(dir.to_string()).or_default().push(entry);
+            }
+        }
+        let mut contents = RunContents::default();
+        for (dir, mut pages) in entries {
+            pages.sort_by_key(|e| e.page);
+            let unit = pages[0].unit.clone();
+            let contiguous = pages.iter().enumerate().all(|(i, e)| e.page == i as u32);
+            if completed.contains(&dir) && contiguous {
+                contents.complete.push(LandedUnit { unit, pages });
+            } else {
+                contents.incomplete.push(unit);
+            }
+        }
+        Ok(contents)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit() -> Unit {
+        Unit::new(
+            "meta",
+            "1001",
+            Window::new("2026-11-01".parse().unwrap(), "2026-11-07".parse().unwrap()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn landed_pages_come_back_in_order_and_intact() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let raw = RawStore::new(Arc::clone(&store), "r1").unwrap();
+        let u = unit();
+        for page in [1u32, 0] {
+            raw.land(&u, "meta", page, "GET /x", format!("page {page}").as_bytes(), Utc::now())
+                .await
+                .unwrap();
+        }
+        let cut = Unit::new("meta", "1002", u.window());
+        raw.land(&cut, "meta", 0, "GET /y", b"p", Utc::now())
+            .await
+            .unwrap();
+        raw.complete(&u, 2).await.unwrap();
+        let contents = raw.contents().await.unwrap();
+        assert_eq!(contents.complete.len(), 1);
+        assert_eq!(contents.incomplete, vec![cut]);
+        let pages = &contents.complete[0].pages;
+        assert_eq!(pages.iter().map(|p| p.page).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(raw.read(&pages[1]).await.unwrap(), b"page 1");
+    }
+
+    #[tokio::test]
+    async fn a_corrupted_payload_is_detected() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let raw = RawStore::new(Arc::clone(&store), "r1").unwrap();
+        let entry = raw
+            .land(&unit(), "meta", 0, "GET /x", b"original", Utc::now())
+            .await
+            .unwrap();
+        store
+            .put(&Path::from(entry.path.as_str()), PutPayload::from(gzip(b"changed")))
+            .await
+            .unwrap();
+        let e = raw.read(&entry).await.unwrap_err().to_string();
+        assert!(e.contains("checksum"), "{e}");
+    }
+
+    #[test]
+    fn run_ids_are_path_safe() {
+        assert!(validate_run_id(&new_run_id()).is_ok());
+        assert!(validate_run_id("../etc").is_err());
+        assert!(validate_run_id("a/b").is_err());
+    }
+}

@@ -1,0 +1,399 @@
+//! Faithful simulators of the Meta Marketing API (insights) and the Google Ads API
+//! (searchStream), on one loopback HTTP server, over a seeded ground truth.
+//!
+//! - [`World`]: ground truth per platform (accounts, campaigns, ad groups, ads; final metrics
+//!   per day that mature over 28 days; rows that appear late and rows that vanish), the
+//!   simulated clock, fault plans, drift switches and request counters.
+//! - [`faults`]: what goes wrong on demand (rate-limit storms in each platform's own dialect,
+//!   5xx, truncated bodies, slow answers, failing report runs) and schema drift (an added
+//!   field, a renamed field, keys in another case, unparseable values).
+//! - [`meta`] and [`google_ads`]: the platforms' real paths, auth, paging, async report runs,
+//!   error bodies and rate-limit signals.
+//!
+//! Control endpoints (not part of either API):
+//! ```text
+//! GET|POST /_sim/clock   {"now": "2026-11-20"}
+//! GET|POST /_sim/faults  {"platform": "meta", "throttle": 20, "server_errors": 3, …}
+//! POST     /_sim/drift   {"platform": "google_ads", "rename": {"from": "costMicros", "to": "spendMicros"}}
+//! GET      /_sim/stats   request and fault counters per platform
+//! ```
+
+pub mod faults;
+pub mod google_ads;
+pub mod meta;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::adsim::truth::{Account, Ad, IdStyle, Metrics, Truth};
+use crate::config::Platform;
+use crate::window::Window;
+pub use faults::{Drift, Faults, KeyCase};
+
+/// How a simulator world is made.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// Accounts per platform (1–4).
+    pub accounts: usize,
+    /// The simulated "today".
+    pub today: NaiveDate,
+    pub meta_token: String,
+    pub google_token: String,
+    pub google_developer_token: String,
+    /// Status polls a Meta report run takes to complete.
+    pub meta_job_polls: u32,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 42,
+            accounts: 2,
+            today: NaiveDate::from_ymd_opt(2026, 11, 20).expect("valid date"),
+            meta_token: "sim-meta-token".into(),
+            google_token: "sim-google-token".into(),
+            google_developer_token: "sim-developer-token".into(),
+            meta_job_polls: 2,
+        }
+    }
+}
+
+/// Counters per platform, for tests and `/_sim/stats`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SimStats {
+    pub requests: u64,
+    pub throttled: u64,
+    pub server_errors: u64,
+    pub truncated: u64,
+    pub slow: u64,
+    pub report_runs: u64,
+    pub rows_served: u64,
+}
+
+/// One reported ad-day.
+#[derive(Debug, Clone)]
+pub struct Reported<'a> {
+    pub account: &'a Account,
+    pub ad: &'a Ad,
+    pub date: NaiveDate,
+    pub metrics: Metrics,
+}
+
+/// The simulators' shared state.
+pub struct World {
+    pub config: SimConfig,
+    meta: Truth,
+    google: Truth,
+    now: RwLock<NaiveDate>,
+    faults: Mutex<BTreeMap<Platform, Faults>>,
+    drift: Mutex<BTreeMap<Platform, Drift>>,
+    stats: Mutex<BTreeMap<Platform, SimStats>>,
+    pub(crate) meta_jobs: Mutex<HashMap<String, meta::ReportRun>>,
+    next_id: AtomicU64,
+}
+
+impl World {
+    pub fn new(config: SimConfig) -> Arc<Self> {
+        let meta = Truth::with_ids(
+            config.seed ^ 0x6d65_7461,
+            config.accounts,
+            IdStyle::Numeric {
+                base: 1_000_000_001,
+            },
+        );
+        let google = Truth::with_ids(
+            config.seed ^ 0x6761_6473,
+            config.accounts,
+            IdStyle::Numeric {
+                base: 1_234_567_001,
+            },
+        );
+        Arc::new(World {
+            now: RwLock::new(config.today),
+            config,
+            meta,
+            google,
+            faults: Mutex::default(),
+            drift: Mutex::default(),
+            stats: Mutex::default(),
+            meta_jobs: Mutex::default(),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn truth(&self, platform: Platform) -> &Truth {
+        match platform {
+            Platform::Meta => &self.meta,
+            Platform::GoogleAds => &self.google,
+        }
+    }
+
+    pub fn now(&self) -> NaiveDate {
+        *self.now.read().expect("clock lock")
+    }
+
+    pub fn set_now(&self, now: NaiveDate) {
+        *self.now.write().expect("clock lock") = now;
+    }
+
+    /// Replace a platform's fault plan.
+    pub fn set_faults(&self, platform: Platform, faults: Faults) {
+        self.faults
+            .lock()
+            .expect("faults lock")
+            .insert(platform, faults);
+    }
+
+    /// Replace a platform's drift switches.
+    pub fn set_drift(&self, platform: Platform, drift: Drift) {
+        self.drift
+            .lock()
+            .expect("drift lock")
+            .insert(platform, drift);
+    }
+
+    pub fn drift(&self, platform: Platform) -> Drift {
+        self.drift
+            .lock()
+            .expect("drift lock")
+            .get(&platform)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn stats(&self, platform: Platform) -> SimStats {
+        self.stats
+            .lock()
+            .expect("stats lock")
+            .get(&platform)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn count(&self, platform: Platform, f: impl FnOnce(&mut SimStats)) {
+        f(self
+            .stats
+            .lock()
+            .expect("stats lock")
+            .entry(platform)
+            .or_default());
+    }
+
+    /// Decide the fault for the next data request of `platform` on `account`.
+    pub(crate) fn next_fault(&self, platform: Platform, account: Option<&str>) -> faults::Fault {
+        self.count(platform, |s| s.requests += 1);
+        let mut all = self.faults.lock().expect("faults lock");
+        let plan = all.entry(platform).or_default();
+        let fault = plan.take(account);
+        drop(all);
+        self.count(platform, |s| match fault {
+            faults::Fault::Throttle | faults::Fault::RetryAfter | faults::Fault::QuotaGone => {
+                s.throttled += 1
+            }
+            faults::Fault::ServerError(_) => s.server_errors += 1,
+            faults::Fault::Truncate => s.truncated += 1,
+            faults::Fault::Slow(_) => s.slow += 1,
+            faults::Fault::None => {}
+        });
+        fault
+    }
+
+    pub(crate) fn take_job_failure(&self) -> bool {
+        let mut all = self.faults.lock().expect("faults lock");
+        let plan = all.entry(Platform::Meta).or_default();
+        if plan.job_failures > 0 {
+            plan.job_failures -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn throttle_wait(&self, platform: Platform) -> Faults {
+        self.faults
+            .lock()
+            .expect("faults lock")
+            .get(&platform)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// What `platform` reports for `account` over `window` at `now`, by day then ad.
+    pub fn reported(
+        &self,
+        platform: Platform,
+        account_id: &str,
+        window: Window,
+        now: NaiveDate,
+    ) -> Vec<Reported<'_>> {
+        let truth = self.truth(platform);
+        let Some((index, account)) = truth.account(account_id) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for date in window.days() {
+            for ad in truth.ads.iter().filter(|ad| ad.account_index == index) {
+                if let Some(metrics) = truth.reported(ad, date, now) {
+                    out.push(Reported {
+                        account,
+                        ad,
+                        date,
+                        metrics,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The simulators' routes over `world`.
+pub fn router(world: Arc<World>) -> Router {
+    Router::new()
+        .route("/_sim/clock", get(get_clock).post(set_clock))
+        .route("/_sim/faults", get(get_faults).post(set_faults))
+        .route("/_sim/drift", axum::routing::post(set_drift))
+        .route("/_sim/stats", get(get_stats))
+        .fallback(platform_request)
+        .with_state(world)
+}
+
+async fn platform_request(
+    State(world): State<Arc<World>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    if path.contains("/customers/") {
+        google_ads::handle(&world, &method, &uri, &headers, &body).await
+    } else {
+        meta::handle(&world, &method, &uri, &headers, &body).await
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+struct Clock {
+    now: NaiveDate,
+}
+
+async fn get_clock(State(world): State<Arc<World>>) -> Json<Clock> {
+    Json(Clock { now: world.now() })
+}
+
+async fn set_clock(State(world): State<Arc<World>>, Json(clock): Json<Clock>) -> Json<Clock> {
+    world.set_now(clock.now);
+    Json(clock)
+}
+
+#[derive(Deserialize)]
+struct ForPlatform<T> {
+    platform: Platform,
+    #[serde(flatten)]
+    value: T,
+}
+
+async fn get_faults(State(world): State<Arc<World>>) -> Json<Value> {
+    let all = world.faults.lock().expect("faults lock").clone();
+    Json(json!(all
+        .into_iter()
+        .map(|(p, f)| (p.name().to_string(), f))
+        .collect::<BTreeMap<_, _>>()))
+}
+
+async fn set_faults(
+    State(world): State<Arc<World>>,
+    Json(request): Json<ForPlatform<Faults>>,
+) -> StatusCode {
+    world.set_faults(request.platform, request.value);
+    StatusCode::NO_CONTENT
+}
+
+async fn set_drift(
+    State(world): State<Arc<World>>,
+    Json(request): Json<ForPlatform<Drift>>,
+) -> StatusCode {
+    world.set_drift(request.platform, request.value);
+    StatusCode::NO_CONTENT
+}
+
+async fn get_stats(State(world): State<Arc<World>>) -> Json<Value> {
+    Json(json!({
+        "meta": world.stats(Platform::Meta),
+        "google_ads": world.stats(Platform::GoogleAds),
+    }))
+}
+
+/// A JSON response with a status.
+pub(crate) fn json_response(status: StatusCode, headers: Vec<(&'static str, String)>, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    for (name, value) in headers {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    response
+}
+
+/// A simulator serving on a loopback port until dropped.
+pub struct RunningSim {
+    pub addr: SocketAddr,
+    pub world: Arc<World>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSim {
+    /// Base URL of both APIs (`http://127.0.0.1:PORT`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start the simulators on `addr` (port 0 picks a free one).
+pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<RunningSim> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let world = World::new(config);
+    let app = router(Arc::clone(&world));
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "simulator stopped");
+        }
+    });
+    Ok(RunningSim { addr, world, task })
+}
+
+/// Start on a free loopback port.
+pub async fn start_local(config: SimConfig) -> std::io::Result<RunningSim> {
+    start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}

@@ -1,0 +1,118 @@
+//! The `Source` trait: what every platform client provides, so that syncing, landing,
+//! quarantine and replay are written once.
+//!
+//! A source plans the request units for a window of days (account × chunk of days), fetches
+//! a unit's pages (paging and async report jobs are the source's business) handing each page
+//! to a [`PageSink`] that lands it in `raw/` as it arrives, and turns a landed page back into
+//! records and `ad_performance` rows. Normalizing from landed bytes only is what makes
+//! `sync --replay` produce the same tables without the network.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+
+use crate::config::Platform;
+use crate::error::Result;
+use crate::normalize::{AdRow, Record, TableSpec};
+use crate::raw::{ManifestEntry, RawStore, Unit};
+use crate::throttle::Throttle;
+use crate::window::Window;
+
+/// One fetched page, as the platform returned it.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Method, path and parameters (never credentials).
+    pub request: String,
+    pub body: Bytes,
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// Where a source hands its pages: each is landed in `raw/` before the fetch goes on.
+#[derive(Debug)]
+pub struct PageSink {
+    raw: RawStore,
+    unit: Unit,
+    platform: Platform,
+    landed: Vec<(ManifestEntry, Bytes)>,
+}
+
+impl PageSink {
+    pub fn new(raw: RawStore, unit: Unit, platform: Platform) -> Self {
+        PageSink {
+            raw,
+            unit,
+            platform,
+            landed: Vec::new(),
+        }
+    }
+
+    /// Land the next page.
+    pub async fn land(&mut self, page: Page) -> Result<()> {
+        let entry = self
+            .raw
+            .land(
+                &self.unit,
+                self.platform.name(),
+                self.landed.len() as u32,
+                &page.request,
+                &page.body,
+                page.fetched_at,
+            )
+            .await?;
+        self.landed.push((entry, page.body));
+        Ok(())
+    }
+
+    /// Mark the unit complete and return its pages with their bytes.
+    pub async fn finish(self) -> Result<Vec<(ManifestEntry, Bytes)>> {
+        self.raw
+            .complete(&self.unit, self.landed.len() as u32)
+            .await?;
+        Ok(self.landed)
+    }
+
+    pub fn pages(&self) -> usize {
+        self.landed.len()
+    }
+}
+
+/// A platform client.
+pub trait Source: Send + Sync {
+    /// The source's name in config and in the `source` column.
+    fn name(&self) -> &str;
+    fn platform(&self) -> Platform;
+    /// The per-source table and what its payloads must carry.
+    fn spec(&self) -> &'static TableSpec;
+    /// The key of the per-source table's day column.
+    fn date_key(&self) -> &'static str;
+    /// Accounts this source syncs (as the API spells them).
+    fn accounts(&self) -> &[String];
+    /// Days per request unit.
+    fn chunk_days(&self) -> u64;
+    /// The throttle of this source's credential.
+    fn throttle(&self) -> &Arc<Throttle>;
+
+    /// The request units covering `window`: every account × chunk of days.
+    fn plan(&self, window: Window) -> Vec<Unit> {
+        self.accounts()
+            .iter()
+            .flat_map(|account| {
+                window
+                    .chunks(self.chunk_days())
+                    .into_iter()
+                    .map(move |chunk| Unit::new(self.name(), account, chunk))
+            })
+            .collect()
+    }
+
+    /// Fetch every page of `unit` into `sink`.
+    fn fetch<'a>(&'a self, unit: &'a Unit, sink: &'a mut PageSink) -> BoxFuture<'a, Result<()>>;
+
+    /// The records of one landed page.
+    fn records(&self, body: &[u8]) -> Result<Vec<Record>, String>;
+
+    /// The `ad_performance` row of one record.
+    fn ad_row(&self, account: &str, record: &Record) -> Result<AdRow, String>;
+}

@@ -23,7 +23,9 @@ use serde::Deserialize;
 use crate::secret::SecretRef;
 
 /// The platforms tidemark has clients for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Platform {
     Meta,
@@ -136,6 +138,9 @@ pub struct SourceConfig {
     pub max_wait: Option<Duration>,
     #[serde(default, with = "opt_duration")]
     pub request_timeout: Option<Duration>,
+    /// First backoff after a failure or an unspecified throttle; doubles per retry ("500ms").
+    #[serde(default, with = "opt_duration")]
+    pub backoff: Option<Duration>,
     /// Delay between polls of an async report job ("10s").
     #[serde(default, with = "opt_duration")]
     pub poll_interval: Option<Duration>,

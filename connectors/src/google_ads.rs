@@ -268,12 +268,17 @@ impl Source for GoogleAdsSource {
 
     fn records(&self, body: &[u8]) -> Result<Vec<Record>, String> {
         let batches: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-        let batches = batches.as_array().ok_or("not a JSON array of stream batches")?;
+        let batches = batches
+            .as_array()
+            .ok_or("not a JSON array of stream batches")?;
         let mut records = Vec::new();
         for batch in batches {
             let Some(results) = batch
                 .as_object()
-                .and_then(|o| o.iter().find(|(k, _)| normalize::normalize_key(k) == "results"))
+                .and_then(|o| {
+                    o.iter()
+                        .find(|(k, _)| normalize::normalize_key(k) == "results")
+                })
                 .map(|(_, v)| v)
             else {
                 continue; // a summary or consumption-only batch
@@ -335,15 +340,29 @@ mod tests {
         match verdict(&fetched(429, body), "env X") {
             Verdict::Throttled { wait, reason } => {
                 assert_eq!(wait, Some(Duration::from_secs(2)));
-                assert!(reason.contains("RESOURCE_TEMPORARILY_EXHAUSTED"), "{reason}");
+                assert!(
+                    reason.contains("RESOURCE_TEMPORARILY_EXHAUSTED"),
+                    "{reason}"
+                );
             }
             other => panic!("{other:?}"),
         }
         let unauthenticated = r#"{"error":{"code":401,"message":"Request is missing required authentication credential.","status":"UNAUTHENTICATED"}}"#;
-        assert!(matches!(verdict(&fetched(401, unauthenticated), "env X"), Verdict::Fatal { reason } if reason.contains("env X")));
-        assert!(matches!(verdict(&fetched(503, "{}"), ""), Verdict::Transient { .. }));
-        assert!(matches!(verdict(&fetched(200, "[{\"results\":["), ""), Verdict::Transient { .. }));
-        assert_eq!(parse_proto_duration("0.250s"), Some(Duration::from_millis(250)));
+        assert!(
+            matches!(verdict(&fetched(401, unauthenticated), "env X"), Verdict::Fatal { reason } if reason.contains("env X"))
+        );
+        assert!(matches!(
+            verdict(&fetched(503, "{}"), ""),
+            Verdict::Transient { .. }
+        ));
+        assert!(matches!(
+            verdict(&fetched(200, "[{\"results\":["), ""),
+            Verdict::Transient { .. }
+        ));
+        assert_eq!(
+            parse_proto_duration("0.250s"),
+            Some(Duration::from_millis(250))
+        );
         assert_eq!(parse_proto_duration("soon"), None);
     }
 }

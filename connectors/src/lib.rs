@@ -95,6 +95,7 @@ pub fn build_sources(sources: &[ResolvedSource], purpose: Purpose) -> Result<Vec
             max_attempts: c.max_attempts.unwrap_or(defaults.max_attempts),
             max_wait: c.max_wait.unwrap_or(defaults.max_wait),
             request_timeout: c.request_timeout.unwrap_or(defaults.request_timeout),
+            base_backoff: c.backoff.unwrap_or(defaults.base_backoff),
             ..defaults
         };
         let key = format!("{}/{}", source.platform, token.fingerprint());

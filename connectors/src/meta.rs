@@ -73,7 +73,8 @@ pub static SPEC: TableSpec = TableSpec {
 };
 
 /// Renames Meta has made that every install should understand (older API names).
-const BUILTIN_ALIASES: &[(&str, &str)] = &[("adgroup_id", "adset_id"), ("adgroup_name", "adset_name")];
+const BUILTIN_ALIASES: &[(&str, &str)] =
+    &[("adgroup_id", "adset_id"), ("adgroup_name", "adset_name")];
 
 /// Rows per page asked of the insights edge.
 const PAGE_LIMIT: u32 = 500;
@@ -81,6 +82,11 @@ const PAGE_LIMIT: u32 = 500;
 const JOB_RESUBMITS: u32 = 3;
 /// Polls of one report run before it is abandoned.
 const MAX_POLLS: u32 = 720;
+
+/// Usage (percent of any quota in the usage headers) at which requests pause.
+const NEAR_LIMIT_PERCENT: f64 = 95.0;
+/// How long they pause when Meta gives no time.
+const NEAR_LIMIT_PAUSE: Duration = Duration::from_secs(5);
 
 /// Error codes Meta uses for rate limiting (HTTP 400): app, user, page, ad account and
 /// business-use-case limits. Code 2 is a temporary service error.
@@ -161,13 +167,18 @@ impl MetaSource {
     /// Start a report run for the unit and wait until it completes; returns its id.
     async fn run_report(&self, unit: &Unit) -> Result<String> {
         let path = format!("act_{}/insights", unit.account);
-        let time_range = serde_json::json!({"since": unit.since.to_string(), "until": unit.until.to_string()}).to_string();
+        let time_range =
+            serde_json::json!({"since": unit.since.to_string(), "until": unit.until.to_string()})
+                .to_string();
         let params: Vec<(&str, String)> = vec![
             ("level", "ad".into()),
             ("time_increment", "1".into()),
             ("time_range", time_range),
             ("fields", FIELDS.join(",")),
-            ("action_attribution_windows", r#"["7d_click","1d_view"]"#.into()),
+            (
+                "action_attribution_windows",
+                r#"["7d_click","1d_view"]"#.into(),
+            ),
             ("limit", PAGE_LIMIT.to_string()),
         ];
         let mut failures = Vec::new();
@@ -217,7 +228,9 @@ impl MetaSource {
         let url = self.url(run_id);
         for _ in 0..MAX_POLLS {
             let response = self
-                .call(&what, || self.http.get(&url).bearer_auth(self.token.expose()))
+                .call(&what, || {
+                    self.http.get(&url).bearer_auth(self.token.expose())
+                })
                 .await?;
             let status = self.json(&what, &response.body)?;
             let state = status["async_status"].as_str().unwrap_or_default();
@@ -266,7 +279,9 @@ impl MetaSource {
             let fetched_at = Utc::now();
             let page = self.json(&what, &response.body)?;
             let next = page["paging"]["next"].is_string();
-            let cursor = page["paging"]["cursors"]["after"].as_str().map(str::to_string);
+            let cursor = page["paging"]["cursors"]["after"]
+                .as_str()
+                .map(str::to_string);
             sink.land(Page {
                 request: what,
                 body: response.body,
@@ -283,13 +298,15 @@ impl MetaSource {
 
 /// Meta's reading of a response.
 fn verdict(response: &Fetched, throttle: &Throttle, token_origin: &str) -> Verdict {
-    if let Some(usage) = max_usage_percent(&response.headers) {
-        if usage >= 95.0 {
-            throttle.pause(
-                regain_wait(&response.headers).unwrap_or(Duration::from_secs(60)),
-                "Meta usage headers at 95% or more",
-            );
-        }
+    // Slow down before Meta starts refusing: a successful answer whose usage headers are
+    // nearly at 100% pauses this credential's requests briefly.
+    if (200..300).contains(&response.status)
+        && max_usage_percent(&response.headers).is_some_and(|usage| usage >= NEAR_LIMIT_PERCENT)
+    {
+        throttle.pause(
+            regain_wait(&response.headers).unwrap_or(NEAR_LIMIT_PAUSE),
+            "Meta usage headers near 100%",
+        );
     }
     let body: Option<Value> = serde_json::from_slice(&response.body).ok();
     if (200..300).contains(&response.status) {
@@ -311,10 +328,14 @@ fn verdict(response: &Fetched, throttle: &Throttle, token_origin: &str) -> Verdi
         .and_then(|e| e["message"].as_str())
         .map(str::to_string)
         .unwrap_or_else(|| snippet(&response.body));
-    let described = format!("HTTP {} Meta error {code}/{subcode}: {message}", response.status);
+    let described = format!(
+        "HTTP {} Meta error {code}/{subcode}: {message}",
+        response.status
+    );
     if is_rate_limit_code(code) {
         return Verdict::Throttled {
-            wait: regain_wait(&response.headers),
+            wait: regain_wait(&response.headers)
+                .or_else(|| crate::throttle::retry_after(&response.headers)),
             reason: described,
         };
     }
@@ -428,11 +449,13 @@ impl Source for MetaSource {
     }
 
     fn records(&self, body: &[u8]) -> Result<Vec<Record>, String> {
-        let page: Value =
-            serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+        let page: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
         let data = page
             .as_object()
-            .and_then(|o| o.iter().find(|(k, _)| normalize::normalize_key(k) == "data"))
+            .and_then(|o| {
+                o.iter()
+                    .find(|(k, _)| normalize::normalize_key(k) == "data")
+            })
             .and_then(|(_, v)| v.as_array())
             .ok_or("no data array in the page")?;
         Ok(data
@@ -444,11 +467,15 @@ impl Source for MetaSource {
     fn ad_row(&self, account: &str, r: &Record) -> Result<AdRow, String> {
         let number = |key: &str, types: &[String]| -> Result<Option<f64>, String> {
             action_value(r, key, types)
-                .map(|t| t.parse::<f64>().map_err(|_| format!("{key} value {t:?} is not a number")))
+                .map(|t| {
+                    t.parse::<f64>()
+                        .map_err(|_| format!("{key} value {t:?} is not a number"))
+                })
                 .transpose()
         };
         // Meta leaves out actions that did not happen: absent means zero.
-        let installs = Some(number("actions", &self.actions.installs)?.map_or(0, |f| f.round() as i64));
+        let installs =
+            Some(number("actions", &self.actions.installs)?.map_or(0, |f| f.round() as i64));
         let conversions = Some(number("actions", &self.actions.conversions)?.unwrap_or(0.0));
         let revenue = match action_value(r, "action_values", &self.actions.revenue) {
             None => Some(0),
@@ -520,8 +547,14 @@ mod tests {
                 Verdict::Throttled { wait: None, .. }
             ));
         }
-        let expired = fetched(400, &[], r#"{"error":{"message":"Error validating access token","code":190}}"#);
-        assert!(matches!(verdict(&expired, &throttle, "env X"), Verdict::Fatal { reason } if reason.contains("env X")));
+        let expired = fetched(
+            400,
+            &[],
+            r#"{"error":{"message":"Error validating access token","code":190}}"#,
+        );
+        assert!(
+            matches!(verdict(&expired, &throttle, "env X"), Verdict::Fatal { reason } if reason.contains("env X"))
+        );
         assert!(matches!(
             verdict(&fetched(200, &[], r#"{"data":[{"a""#), &throttle, ""),
             Verdict::Transient { .. }
@@ -550,7 +583,13 @@ mod tests {
             &BTreeMap::new(),
         );
         let types = ActionTypes::default();
-        assert_eq!(action_value(&r, "actions", &types.conversions), Some("3".into()));
-        assert_eq!(action_value(&r, "actions", &types.installs), Some("7".into()));
+        assert_eq!(
+            action_value(&r, "actions", &types.conversions),
+            Some("3".into())
+        );
+        assert_eq!(
+            action_value(&r, "actions", &types.installs),
+            Some("7".into())
+        );
     }
 }

@@ -238,7 +238,10 @@ pub fn parse_scaled(text: &str, scale: u32) -> Option<i128> {
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
     if whole.is_empty() && fraction.is_empty()
         || fraction.len() > scale as usize
-        || !whole.chars().chain(fraction.chars()).all(|c| c.is_ascii_digit())
+        || !whole
+            .chars()
+            .chain(fraction.chars())
+            .all(|c| c.is_ascii_digit())
     {
         return None;
     }
@@ -349,13 +352,17 @@ pub fn source_batch(
         })
         .collect::<Result<Vec<i32>, String>>()?;
     columns.push(Arc::new(Date32Array::from(days)));
-    let zero_default = |kind: Kind| spec.absent_is_zero && matches!(kind, Kind::Int | Kind::Float | Kind::Decimal);
+    let zero_default =
+        |kind: Kind| spec.absent_is_zero && matches!(kind, Kind::Int | Kind::Float | Kind::Decimal);
     for column in spec.columns {
         let name = column.name;
         let row_err = |i: usize, e: String| format!("row {i}: {e}");
         let array: ArrayRef = match column.kind {
             Kind::Text | Kind::Json => Arc::new(StringArray::from(
-                records.iter().map(|(r, _)| text(r, name)).collect::<Vec<_>>(),
+                records
+                    .iter()
+                    .map(|(r, _)| text(r, name))
+                    .collect::<Vec<_>>(),
             )),
             Kind::Int => Arc::new(Int64Array::from(
                 records
@@ -412,7 +419,10 @@ pub fn source_batch(
     for extra in &extras {
         fields.push(Field::new(*extra, DataType::Utf8, true));
         columns.push(Arc::new(StringArray::from(
-            records.iter().map(|(r, _)| text(r, extra)).collect::<Vec<_>>(),
+            records
+                .iter()
+                .map(|(r, _)| text(r, extra))
+                .collect::<Vec<_>>(),
         )));
     }
     fields.push(Field::new(
@@ -470,7 +480,11 @@ pub fn ad_performance_batch(source: &str, rows: &[AdRow]) -> Result<RecordBatch,
     };
     let dates = rows
         .iter()
-        .map(|r| r.date.map(Date32Type::from_naive_date).ok_or("row without a date"))
+        .map(|r| {
+            r.date
+                .map(Date32Type::from_naive_date)
+                .ok_or("row without a date")
+        })
         .collect::<Result<Vec<i32>, _>>()?;
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec![source; rows.len()])),
@@ -521,7 +535,8 @@ mod tests {
 
     #[test]
     fn nested_objects_flatten_and_aliases_apply() {
-        let v = json!({"metrics": {"costMicros": "5"}, "adGroupAd": {"ad": {"id": "9"}}, "Spent": "1"});
+        let v =
+            json!({"metrics": {"costMicros": "5"}, "adGroupAd": {"ad": {"id": "9"}}, "Spent": "1"});
         let aliases = BTreeMap::from([("spent".to_string(), "spend".to_string())]);
         let r = flatten(&v, &aliases);
         assert_eq!(r["metrics_cost_micros"], json!("5"));
@@ -553,7 +568,11 @@ mod tests {
 
     const SPEC: TableSpec = TableSpec {
         table: "t",
-        columns: &[col("date", Kind::Date), col("ad_id", Kind::Text), col("spend", Kind::Decimal)],
+        columns: &[
+            col("date", Kind::Date),
+            col("ad_id", Kind::Text),
+            col("spend", Kind::Decimal),
+        ],
         row_keys: &["date", "ad_id"],
         expected: &["spend"],
         absent_is_zero: false,
@@ -573,7 +592,9 @@ mod tests {
         )];
         assert!(check_payload(&SPEC, &added, "").is_ok());
         let keyless = vec![flatten(&json!({"date": "2026-01-01"}), &BTreeMap::new())];
-        assert!(check_payload(&SPEC, &keyless, "").unwrap_err().contains("ad_id"));
+        assert!(check_payload(&SPEC, &keyless, "")
+            .unwrap_err()
+            .contains("ad_id"));
     }
 
     #[test]
@@ -589,10 +610,25 @@ mod tests {
             &BTreeMap::new(),
         );
         let batch = source_batch(&SPEC, "date", &[(r, &p)]).unwrap();
-        let names: Vec<_> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<_> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         assert_eq!(
             names,
-            ["_source", "_account_id", "_date", "date", "ad_id", "spend", "quality_rank", "_fetched_at", "_raw_ref"]
+            [
+                "_source",
+                "_account_id",
+                "_date",
+                "date",
+                "ad_id",
+                "spend",
+                "quality_rank",
+                "_fetched_at",
+                "_raw_ref"
+            ]
         );
     }
 }

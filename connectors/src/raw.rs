@@ -364,9 +364,16 @@ mod tests {
         let raw = RawStore::new(Arc::clone(&store), "r1").unwrap();
         let u = unit();
         for page in [1u32, 0] {
-            raw.land(&u, "meta", page, "GET /x", format!("page {page}").as_bytes(), Utc::now())
-                .await
-                .unwrap();
+            raw.land(
+                &u,
+                "meta",
+                page,
+                "GET /x",
+                format!("page {page}").as_bytes(),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
         }
         let cut = Unit::new("meta", "1002", u.window());
         raw.land(&cut, "meta", 0, "GET /y", b"p", Utc::now())
@@ -390,7 +397,10 @@ mod tests {
             .await
             .unwrap();
         store
-            .put(&Path::from(entry.path.as_str()), PutPayload::from(gzip(b"changed")))
+            .put(
+                &Path::from(entry.path.as_str()),
+                PutPayload::from(gzip(b"changed")),
+            )
             .await
             .unwrap();
         let e = raw.read(&entry).await.unwrap_err().to_string();

@@ -126,6 +126,8 @@ mod tests {
             file: None,
         };
         let e = r.resolve("sources.meta.access_token").unwrap_err();
-        assert!(e.contains("sources.meta.access_token") && e.contains("TIDEMARK_TEST_SURELY_UNSET"));
+        assert!(
+            e.contains("sources.meta.access_token") && e.contains("TIDEMARK_TEST_SURELY_UNSET")
+        );
     }
 }

@@ -42,9 +42,21 @@ pub struct SyncOptions {
 /// Progress of a sync, for bars in a terminal or log lines.
 #[derive(Debug, Clone)]
 pub enum SyncEvent<'a> {
-    Planned { source: &'a str, units: usize },
-    UnitDone { source: &'a str, unit: &'a Unit, rows: usize, outcome: &'a str },
-    Committed { source: &'a str, table: &'a str, version: u64 },
+    Planned {
+        source: &'a str,
+        units: usize,
+    },
+    UnitDone {
+        source: &'a str,
+        unit: &'a Unit,
+        rows: usize,
+        outcome: &'a str,
+    },
+    Committed {
+        source: &'a str,
+        table: &'a str,
+        version: u64,
+    },
 }
 
 /// A unit that was quarantined.
@@ -340,10 +352,7 @@ async fn commit(
     Ok(())
 }
 
-fn sort_outcomes(
-    outcomes: Vec<UnitOutcome>,
-    report: &mut SourceReport,
-) -> Vec<UnitRows> {
+fn sort_outcomes(outcomes: Vec<UnitOutcome>, report: &mut SourceReport) -> Vec<UnitRows> {
     let mut loaded = Vec::new();
     for outcome in outcomes {
         match outcome {
@@ -419,7 +428,15 @@ pub async fn sync(
             .into_iter()
             .collect::<Result<_>>()?;
         let loaded = sort_outcomes(outcomes, &mut report);
-        commit(warehouse, source.as_ref(), &options.run, loaded, &mut report, on_event).await?;
+        commit(
+            warehouse,
+            source.as_ref(),
+            &options.run,
+            loaded,
+            &mut report,
+            on_event,
+        )
+        .await?;
         let after = source.throttle().stats();
         report.http = StatsSnapshot {
             requests: after.requests - before.requests,
@@ -428,7 +445,18 @@ pub async fn sync(
             waited_ms: after.waited_ms - before.waited_ms,
         };
         report.seconds = started.elapsed().as_secs_f64();
-        tracing::info!(source = source.name(), units = report.units, loaded = report.loaded_units, rows = report.rows, requests = report.http.requests, throttled = report.http.throttled, quarantined = report.quarantined.len(), failed = report.failed.len(), seconds = report.seconds, "source synced");
+        tracing::info!(
+            source = source.name(),
+            units = report.units,
+            loaded = report.loaded_units,
+            rows = report.rows,
+            requests = report.http.requests,
+            throttled = report.http.throttled,
+            quarantined = report.quarantined.len(),
+            failed = report.failed.len(),
+            seconds = report.seconds,
+            "source synced"
+        );
         reports.push(report);
     }
     Ok(SyncReport {
@@ -494,7 +522,15 @@ pub async fn replay(
             outcomes.push(outcome?);
         }
         let loaded = sort_outcomes(outcomes, &mut report);
-        commit(warehouse, source.as_ref(), &replay_run, loaded, &mut report, on_event).await?;
+        commit(
+            warehouse,
+            source.as_ref(),
+            &replay_run,
+            loaded,
+            &mut report,
+            on_event,
+        )
+        .await?;
         report.seconds = started.elapsed().as_secs_f64();
         reports.push(report);
     }

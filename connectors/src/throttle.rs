@@ -205,7 +205,11 @@ impl Throttle {
         loop {
             self.wait_for_pause().await;
             let outcome = {
-                let _permit = self.permits.acquire().await.expect("semaphore never closed");
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("semaphore never closed");
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
                 fetch(build().timeout(self.limits.request_timeout)).await
             };
@@ -341,7 +345,11 @@ pub fn generic_verdict(response: &Fetched) -> Verdict {
 
 /// `Retry-After` as a duration: delta-seconds or an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(seconds) = value.parse::<f64>() {
         return (seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
     }

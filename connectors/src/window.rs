@@ -3,7 +3,9 @@
 use chrono::NaiveDate;
 
 /// An inclusive range of days.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Window {
     pub since: NaiveDate,
     pub until: NaiveDate,

@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::commands::{demo::DemoArgs, load::LoadArgs, sql::SqlArgs};
+use crate::commands::{demo::DemoArgs, load::LoadArgs, sim::SimArgs, sql::SqlArgs, sync::SyncArgs};
 
 /// tidemark: a local-first analytics warehouse for advertising-performance data.
 ///
@@ -37,6 +37,10 @@ pub enum Command {
     Sql(SqlArgs),
     /// Replace the slices found in data files (CSV, JSON lines or Parquet) in one commit.
     Load(LoadArgs),
+    /// Pull ad platforms' reports for their restatement windows and replace the slices.
+    Sync(SyncArgs),
+    /// The built-in platform simulators (Meta, Google Ads) for trying tidemark without accounts.
+    Sim(SimArgs),
 }
 
 /// Where the warehouse is.

@@ -1,10 +1,12 @@
 //! The `tidemark` binary: parse the command line, set up logging, run one subcommand.
 
+#[macro_use]
+mod output;
 mod cli;
 mod commands;
 mod logging;
-mod output;
 mod progress;
+mod project;
 
 use std::process::ExitCode;
 

@@ -2,6 +2,15 @@
 
 use std::io::Write;
 
+/// Print a line on stdout; a closed pipe (`| head`) is not an error, the command still finishes.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use arrow::array::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
 

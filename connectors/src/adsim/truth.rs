@@ -212,7 +212,13 @@ mod tests {
 
     #[test]
     fn numeric_ids_nest_by_digits() {
-        let t = Truth::with_ids(1, 2, IdStyle::Numeric { base: 1_000_000_001 });
+        let t = Truth::with_ids(
+            1,
+            2,
+            IdStyle::Numeric {
+                base: 1_000_000_001,
+            },
+        );
         assert_eq!(t.accounts[1].id, "1000000002");
         assert_eq!(t.ads[0].campaign_id, "100000000101");
         assert_eq!(t.ads[0].ad_id, "1000000001010101");

@@ -74,7 +74,11 @@ impl Faults {
             return Fault::RetryAfter;
         }
         if take(&mut self.server_errors) {
-            return Fault::ServerError(if self.server_errors % 2 == 0 { 500 } else { 503 });
+            return Fault::ServerError(if self.server_errors.is_multiple_of(2) {
+                500
+            } else {
+                503
+            });
         }
         if take(&mut self.slow) {
             return Fault::Slow(self.slow_ms);
@@ -137,7 +141,9 @@ impl Drift {
                 }
                 Value::Object(out)
             }
-            Value::Array(items) => Value::Array(items.into_iter().map(|v| self.reshape(v)).collect()),
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|v| self.reshape(v)).collect())
+            }
             other => other,
         }
     }
@@ -186,13 +192,19 @@ mod tests {
     fn drift_reshapes_keys_recoverably() {
         let row = json!({"metrics": {"costMicros": "5"}, "adGroupAd": {"ad": {"id": "1"}}});
         for case in [KeyCase::Upper, KeyCase::Pascal, KeyCase::Snake] {
-            let d = Drift { key_case: case, ..Drift::default() };
+            let d = Drift {
+                key_case: case,
+                ..Drift::default()
+            };
             let flat = crate::normalize::flatten(&d.reshape(row.clone()), &Default::default());
             assert_eq!(flat["metrics_cost_micros"], json!("5"), "{case:?}");
             assert_eq!(flat["ad_group_ad_ad_id"], json!("1"), "{case:?}");
         }
         let d = Drift {
-            rename: Some(Rename { from: "costMicros".into(), to: "spendMicros".into() }),
+            rename: Some(Rename {
+                from: "costMicros".into(),
+                to: "spendMicros".into(),
+            }),
             ..Drift::default()
         };
         assert_eq!(d.reshape(row)["metrics"]["spendMicros"], json!("5"));

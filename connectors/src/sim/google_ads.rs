@@ -98,8 +98,12 @@ pub struct Query {
 /// Parse the GAQL the simulator understands; errors are Google's query error codes.
 pub fn parse_gaql(text: &str, today: NaiveDate) -> Result<Query, (&'static str, String)> {
     let upper = text.to_ascii_uppercase();
-    let select = upper.find("SELECT").ok_or(("UNEXPECTED_END_OF_QUERY", "no SELECT".to_string()))?;
-    let from = upper.find(" FROM ").ok_or(("EXPECTED_FROM", "no FROM".to_string()))?;
+    let select = upper
+        .find("SELECT")
+        .ok_or(("UNEXPECTED_END_OF_QUERY", "no SELECT".to_string()))?;
+    let from = upper
+        .find(" FROM ")
+        .ok_or(("EXPECTED_FROM", "no FROM".to_string()))?;
     let fields: Vec<String> = text[select + 6..from]
         .split(',')
         .map(|f| f.trim().to_string())
@@ -130,7 +134,12 @@ pub fn parse_gaql(text: &str, today: NaiveDate) -> Result<Query, (&'static str, 
                         "LAST_7_DAYS" => 7,
                         "LAST_14_DAYS" => 14,
                         "LAST_30_DAYS" => 30,
-                        other => return Err(("INVALID_DATE_RANGE", format!("{other} is not supported by the simulator"))),
+                        other => {
+                            return Err((
+                                "INVALID_DATE_RANGE",
+                                format!("{other} is not supported by the simulator"),
+                            ))
+                        }
                     };
                     let w = Window::trailing_days(today, days);
                     since = Some(w.since);
@@ -149,13 +158,21 @@ pub fn parse_gaql(text: &str, today: NaiveDate) -> Result<Query, (&'static str, 
     }
     for f in &fields {
         if !SELECTABLE.contains(&f.as_str()) {
-            return Err(("UNRECOGNIZED_FIELD", format!("Unrecognized field in the query: '{f}'.")));
+            return Err((
+                "UNRECOGNIZED_FIELD",
+                format!("Unrecognized field in the query: '{f}'."),
+            ));
         }
     }
     let window = match (since, until) {
         (Some(s), Some(u)) if s <= u => Some(Window { since: s, until: u }),
         (None, None) => None,
-        _ => return Err(("INVALID_DATE_RANGE", "the date range is incomplete or reversed".to_string())),
+        _ => {
+            return Err((
+                "INVALID_DATE_RANGE",
+                "the date range is incomplete or reversed".to_string(),
+            ))
+        }
     };
     Ok(Query {
         fields,
@@ -165,19 +182,50 @@ pub fn parse_gaql(text: &str, today: NaiveDate) -> Result<Query, (&'static str, 
 }
 
 /// Answer one Google Ads API request.
-pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+pub async fn handle(
+    world: &World,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     let [version, "customers", customer, "googleAds:searchStream"] = segments.as_slice() else {
-        return failure(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested URL was not found on this server.", vec![]);
+        return failure(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested URL was not found on this server.",
+            vec![],
+        );
     };
     if method != Method::POST {
-        return failure(StatusCode::METHOD_NOT_ALLOWED, "INVALID_ARGUMENT", "searchStream takes POST", vec![]);
+        return failure(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "INVALID_ARGUMENT",
+            "searchStream takes POST",
+            vec![],
+        );
     }
-    match version.strip_prefix('v').and_then(|v| v.parse::<u32>().ok()) {
+    match version
+        .strip_prefix('v')
+        .and_then(|v| v.parse::<u32>().ok())
+    {
         Some(v) if v >= OLDEST_VERSION => {}
-        _ => return failure(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("Version {version} is not supported (sunset)."), vec![]),
+        _ => {
+            return failure(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                &format!("Version {version} is not supported (sunset)."),
+                vec![],
+            )
+        }
     }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     let bearer = header("authorization").and_then(|a| a.strip_prefix("Bearer "));
     if bearer != Some(world.config.google_token.as_str()) {
         return failure(
@@ -192,12 +240,18 @@ pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderM
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
             "The developer token is not valid.",
-            vec![json!({"errorCode": {"authenticationError": "DEVELOPER_TOKEN_INVALID"}, "message": "The developer token is not valid."})],
+            vec![
+                json!({"errorCode": {"authenticationError": "DEVELOPER_TOKEN_INVALID"}, "message": "The developer token is not valid."}),
+            ],
         );
     }
     if let Some(manager) = header("login-customer-id") {
         if manager.len() != 10 || !manager.chars().all(|c| c.is_ascii_digit()) {
-            return invalid("requestError", "INVALID_CUSTOMER_ID", "login-customer-id must be 10 digits without dashes.");
+            return invalid(
+                "requestError",
+                "INVALID_CUSTOMER_ID",
+                "login-customer-id must be 10 digits without dashes.",
+            );
         }
     }
     let truth = world.truth(Platform::GoogleAds);
@@ -206,7 +260,9 @@ pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderM
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",
             "The caller does not have permission",
-            vec![json!({"errorCode": {"authorizationError": "USER_PERMISSION_DENIED"}, "message": "User doesn't have permission to access customer."})],
+            vec![
+                json!({"errorCode": {"authorizationError": "USER_PERMISSION_DENIED"}, "message": "User doesn't have permission to access customer."}),
+            ],
         );
     };
     let faults = world.throttle_wait(Platform::GoogleAds);
@@ -216,45 +272,95 @@ pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderM
             StatusCode::TOO_MANY_REQUESTS,
             "RESOURCE_EXHAUSTED",
             "Resource has been exhausted (e.g. check quota).",
-            vec![json!({"errorCode": {"quotaError": code}, "message": format!("Too many requests. Retry in {delay}."),
-                "details": {"quotaErrorDetails": {"rateScope": "DEVELOPER", "rateName": "Number of operations for basic access", "retryDelay": delay}}})],
+            vec![
+                json!({"errorCode": {"quotaError": code}, "message": format!("Too many requests. Retry in {delay}."),
+                "details": {"quotaErrorDetails": {"rateScope": "DEVELOPER", "rateName": "Number of operations for basic access", "retryDelay": delay}}}),
+            ],
         )
     };
     match fault {
         Fault::Throttle => {
             let ms = faults.retry_delay_ms.max(1);
-            return quota(format!("{}s", ms as f64 / 1000.0), "RESOURCE_TEMPORARILY_EXHAUSTED");
+            return quota(
+                format!("{}s", ms as f64 / 1000.0),
+                "RESOURCE_TEMPORARILY_EXHAUSTED",
+            );
         }
         Fault::QuotaGone => return quota("86400s".into(), "RESOURCE_EXHAUSTED"),
         Fault::RetryAfter => {
-            let mut r = failure(StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", "Too many requests.", vec![]);
-            r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            let mut r = failure(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RESOURCE_EXHAUSTED",
+                "Too many requests.",
+                vec![],
+            );
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
             return r;
         }
-        Fault::ServerError(503) => return failure(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service is currently unavailable.", vec![]),
-        Fault::ServerError(_) => return failure(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal error encountered.", vec![]),
+        Fault::ServerError(503) => {
+            return failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "The service is currently unavailable.",
+                vec![],
+            )
+        }
+        Fault::ServerError(_) => {
+            return failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "Internal error encountered.",
+                vec![],
+            )
+        }
         Fault::Slow(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
         Fault::Truncate | Fault::None => {}
     }
     let request: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => return invalid("requestError", "INVALID_INPUT", &format!("Invalid JSON payload received. {e}")),
+        Err(e) => {
+            return invalid(
+                "requestError",
+                "INVALID_INPUT",
+                &format!("Invalid JSON payload received. {e}"),
+            )
+        }
     };
     if request.get("pageSize").is_some() {
-        return invalid("requestError", "PAGE_SIZE_NOT_SUPPORTED", "Setting the page size is not supported.");
+        return invalid(
+            "requestError",
+            "PAGE_SIZE_NOT_SUPPORTED",
+            "Setting the page size is not supported.",
+        );
     }
     let Some(text) = request["query"].as_str() else {
-        return invalid("queryError", "UNEXPECTED_END_OF_QUERY", "The query is empty.");
+        return invalid(
+            "queryError",
+            "UNEXPECTED_END_OF_QUERY",
+            "The query is empty.",
+        );
     };
     let query = match parse_gaql(text, world.now()) {
         Ok(q) => q,
         Err((code, message)) => return invalid("queryError", code, &message),
     };
     if query.resource != "ad_group_ad" {
-        return invalid("queryError", "INVALID_RESOURCE", &format!("The simulator serves FROM ad_group_ad, not {}.", query.resource));
+        return invalid(
+            "queryError",
+            "INVALID_RESOURCE",
+            &format!(
+                "The simulator serves FROM ad_group_ad, not {}.",
+                query.resource
+            ),
+        );
     }
     let Some(window) = query.window else {
-        return invalid("queryError", "EXPECTED_FILTERS_ON_DATE_RANGE", "A finite date range is required when segments.date is selected.");
+        return invalid(
+            "queryError",
+            "EXPECTED_FILTERS_ON_DATE_RANGE",
+            "A finite date range is required when segments.date is selected.",
+        );
     };
     let drift = world.drift(Platform::GoogleAds);
     let rows = world.reported(Platform::GoogleAds, &account.id, window, world.now());
@@ -272,9 +378,20 @@ pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderM
             drift.reshape(row)
         })
         .collect();
-    world.count(Platform::GoogleAds, |s| s.rows_served += results.len() as u64);
-    let mask = query.fields.iter().map(|f| f.split('.').map(camel).collect::<Vec<_>>().join(".")).collect::<Vec<_>>().join(",");
-    let chunks: Vec<&[Value]> = if results.is_empty() { vec![&[][..]] } else { results.chunks(BATCH_ROWS).collect() };
+    world.count(Platform::GoogleAds, |s| {
+        s.rows_served += results.len() as u64
+    });
+    let mask = query
+        .fields
+        .iter()
+        .map(|f| f.split('.').map(camel).collect::<Vec<_>>().join("."))
+        .collect::<Vec<_>>()
+        .join(",");
+    let chunks: Vec<&[Value]> = if results.is_empty() {
+        vec![&[][..]]
+    } else {
+        results.chunks(BATCH_ROWS).collect()
+    };
     let last = chunks.len() - 1;
     let batches: Vec<Value> = chunks
         .into_iter()
@@ -325,7 +442,11 @@ fn render(r: &super::Reported<'_>, fields: &[String]) -> Value {
             "customer.id" => json!(cid),
             "customer.descriptive_name" => json!(r.account.name),
             "customer.currency_code" => json!(r.account.currency),
-            "customer.time_zone" => json!(if r.account.currency == "KRW" { "Asia/Seoul" } else { "America/New_York" }),
+            "customer.time_zone" => json!(if r.account.currency == "KRW" {
+                "Asia/Seoul"
+            } else {
+                "America/New_York"
+            }),
             "campaign.id" => json!(r.ad.campaign_id),
             "campaign.name" => json!(r.ad.campaign_name),
             "ad_group.id" => json!(r.ad.ad_group_id),
@@ -345,7 +466,10 @@ fn render(r: &super::Reported<'_>, fields: &[String]) -> Value {
             "customer" => format!("customers/{cid}"),
             "campaign" => format!("customers/{cid}/campaigns/{}", r.ad.campaign_id),
             "ad_group" => format!("customers/{cid}/adGroups/{}", r.ad.ad_group_id),
-            "ad_group_ad" => format!("customers/{cid}/adGroupAds/{}~{}", r.ad.ad_group_id, r.ad.ad_id),
+            "ad_group_ad" => format!(
+                "customers/{cid}/adGroupAds/{}~{}",
+                r.ad.ad_group_id, r.ad.ad_id
+            ),
             _ => continue,
         };
         put(&mut row, &format!("{resource}.resource_name"), json!(name));
@@ -368,9 +492,21 @@ mod tests {
         assert_eq!(q.fields, vec!["segments.date", "metrics.cost_micros"]);
         assert_eq!(q.resource, "ad_group_ad");
         assert_eq!(q.window.unwrap().len(), 7);
-        let q = parse_gaql("select metrics.clicks from ad_group_ad where segments.date during LAST_7_DAYS", today).unwrap();
+        let q = parse_gaql(
+            "select metrics.clicks from ad_group_ad where segments.date during LAST_7_DAYS",
+            today,
+        )
+        .unwrap();
         assert_eq!(q.window.unwrap().until.to_string(), "2026-11-19");
-        assert_eq!(parse_gaql("SELECT metrics.bogus FROM ad_group_ad", today).unwrap_err().0, "UNRECOGNIZED_FIELD");
-        assert!(parse_gaql("SELECT metrics.clicks FROM ad_group_ad", today).unwrap().window.is_none());
+        assert_eq!(
+            parse_gaql("SELECT metrics.bogus FROM ad_group_ad", today)
+                .unwrap_err()
+                .0,
+            "UNRECOGNIZED_FIELD"
+        );
+        assert!(parse_gaql("SELECT metrics.clicks FROM ad_group_ad", today)
+            .unwrap()
+            .window
+            .is_none());
     }
 }

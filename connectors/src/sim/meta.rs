@@ -44,7 +44,13 @@ pub struct ReportRun {
     fails: bool,
 }
 
-fn error(status: StatusCode, code: i64, subcode: Option<i64>, message: &str, headers: Vec<(&'static str, String)>) -> Response {
+fn error(
+    status: StatusCode,
+    code: i64,
+    subcode: Option<i64>,
+    message: &str,
+    headers: Vec<(&'static str, String)>,
+) -> Response {
     let mut body = json!({"error": {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AsimFbTrace"}});
     if let Some(sub) = subcode {
         body["error"]["error_subcode"] = json!(sub);
@@ -52,8 +58,17 @@ fn error(status: StatusCode, code: i64, subcode: Option<i64>, message: &str, hea
     json_response(status, headers, &body)
 }
 
-fn usage_headers(world: &World, account: Option<&str>, at_limit: bool, regain_minutes: u32) -> Vec<(&'static str, String)> {
-    let pct = if at_limit { 100 } else { world.stats(Platform::Meta).requests % 50 };
+fn usage_headers(
+    world: &World,
+    account: Option<&str>,
+    at_limit: bool,
+    regain_minutes: u32,
+) -> Vec<(&'static str, String)> {
+    let pct = if at_limit {
+        100
+    } else {
+        world.stats(Platform::Meta).requests % 50
+    };
     let account = account.unwrap_or("0");
     vec![
         ("x-app-usage", json!({"call_count": pct, "total_time": pct / 2, "total_cputime": pct / 2}).to_string()),
@@ -101,7 +116,13 @@ fn token(params: &HashMap<String, String>, headers: &HeaderMap) -> Option<String
 }
 
 /// Answer one Meta API request.
-pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+pub async fn handle(
+    world: &World,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     let version_ok = segments
         .first()
@@ -115,15 +136,34 @@ pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderM
     }
     let params = params(uri, body);
     match token(&params, headers) {
-        None => return error(StatusCode::BAD_REQUEST, 104, None, "An access token is required to request this resource.", vec![]),
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                104,
+                None,
+                "An access token is required to request this resource.",
+                vec![],
+            )
+        }
         Some(t) if t != world.config.meta_token => {
-            return error(StatusCode::BAD_REQUEST, 190, None, "Invalid OAuth access token - Cannot parse access token", vec![])
+            return error(
+                StatusCode::BAD_REQUEST,
+                190,
+                None,
+                "Invalid OAuth access token - Cannot parse access token",
+                vec![],
+            )
         }
         Some(_) => {}
     }
     let account = segments.get(1).and_then(|s| s.strip_prefix("act_"));
     let job_account = segments.get(1).and_then(|id| {
-        world.meta_jobs.lock().expect("jobs lock").get(*id).map(|j| j.account.clone())
+        world
+            .meta_jobs
+            .lock()
+            .expect("jobs lock")
+            .get(*id)
+            .map(|j| j.account.clone())
     });
     let fault_account = account.map(str::to_string).or(job_account);
     let faults = world.throttle_wait(Platform::Meta);
@@ -147,8 +187,15 @@ pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderM
             );
         }
         Fault::RetryAfter | Fault::QuotaGone => {
-            let mut r = error(StatusCode::TOO_MANY_REQUESTS, 4, None, "(#4) Application request limit reached", vec![]);
-            r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                4,
+                None,
+                "(#4) Application request limit reached",
+                vec![],
+            );
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
             return r;
         }
         Fault::ServerError(status) => {
@@ -172,8 +219,14 @@ pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderM
     let response = match (method, segments.as_slice()) {
         (&Method::GET, [version, object, "insights"]) if object.starts_with("act_") => {
             match new_run(world, &object[4..], &params) {
-                Ok(run) => page(world, &run, &params, &format!("http://{host}/{version}/{object}/insights"), usage),
-                Err(r) => r,
+                Ok(run) => page(
+                    world,
+                    &run,
+                    &params,
+                    &format!("http://{host}/{version}/{object}/insights"),
+                    usage,
+                ),
+                Err(r) => *r,
             }
         }
         (&Method::POST, [_, object, "insights"]) if object.starts_with("act_") => {
@@ -182,10 +235,14 @@ pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderM
                     run.fails = world.take_job_failure();
                     let id = format!("60230{:010}", world.next_id());
                     world.count(Platform::Meta, |s| s.report_runs += 1);
-                    world.meta_jobs.lock().expect("jobs lock").insert(id.clone(), run);
+                    world
+                        .meta_jobs
+                        .lock()
+                        .expect("jobs lock")
+                        .insert(id.clone(), run);
                     json_response(StatusCode::OK, usage, &json!({"report_run_id": id}))
                 }
-                Err(r) => r,
+                Err(r) => *r,
             }
         }
         (&Method::GET, [_, id]) => {
@@ -199,7 +256,10 @@ pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderM
                         (true, true) => ("Job Failed", 0),
                         (true, false) => ("Job Completed", 100),
                         (false, _) if run.polls == 1 => ("Job Not Started", 0),
-                        (false, _) => ("Job Running", 100 * run.polls / (world.config.meta_job_polls + 1)),
+                        (false, _) => (
+                            "Job Running",
+                            100 * run.polls / (world.config.meta_job_polls + 1),
+                        ),
                     };
                     let mut body = json!({
                         "id": id, "account_id": run.account, "async_status": status,
@@ -230,11 +290,23 @@ pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderM
                     if let Some(limit) = params.get("limit").and_then(|l| l.parse().ok()) {
                         run.limit = usize::min(limit, MAX_LIMIT);
                     }
-                    page(world, &run, &params, &format!("http://{host}/{version}/{id}/insights"), usage)
+                    page(
+                        world,
+                        &run,
+                        &params,
+                        &format!("http://{host}/{version}/{id}/insights"),
+                        usage,
+                    )
                 }
             }
         }
-        _ => error(StatusCode::BAD_REQUEST, 2500, None, "Unknown path components", vec![]),
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            2500,
+            None,
+            "Unknown path components",
+            vec![],
+        ),
     };
     if fault == Fault::Truncate {
         return truncate(response).await;
@@ -245,7 +317,9 @@ pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderM
 /// A response with its body cut in half (the connection "dropped" mid-body).
 pub(crate) async fn truncate(response: Response) -> Response {
     let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let cut = bytes.slice(..bytes.len() / 2);
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     Response::from_parts(parts, axum::body::Body::from(cut))
@@ -262,12 +336,24 @@ fn unknown_object(id: &str) -> Response {
 }
 
 /// Validate insights parameters and snapshot the request.
-fn new_run(world: &World, account: &str, params: &HashMap<String, String>) -> Result<ReportRun, Response> {
+fn new_run(
+    world: &World,
+    account: &str,
+    params: &HashMap<String, String>,
+) -> Result<ReportRun, Box<Response>> {
     let truth = world.truth(Platform::Meta);
     if truth.account(account).is_none() {
-        return Err(unknown_object(&format!("act_{account}")));
+        return Err(Box::new(unknown_object(&format!("act_{account}"))));
     }
-    let bad = |m: &str| error(StatusCode::BAD_REQUEST, 100, None, &format!("(#100) {m}"), vec![]);
+    let bad = |m: &str| -> Box<Response> {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            100,
+            None,
+            &format!("(#100) {m}"),
+            vec![],
+        ))
+    };
     if params.get("level").is_some_and(|l| l != "ad") {
         return Err(bad("the simulator serves level=ad only"));
     }
@@ -277,11 +363,16 @@ fn new_run(world: &World, account: &str, params: &HashMap<String, String>) -> Re
     let now = world.now();
     let window = match params.get("time_range") {
         Some(text) => {
-            let range: Value = serde_json::from_str(text).map_err(|_| bad("param time_range must be a JSON object"))?;
+            let range: Value = serde_json::from_str(text)
+                .map_err(|_| bad("param time_range must be a JSON object"))?;
             let day = |k: &str| range[k].as_str().and_then(|s| s.parse::<NaiveDate>().ok());
             match (day("since"), day("until")) {
                 (Some(since), Some(until)) if since <= until => Window { since, until },
-                _ => return Err(bad("param time_range must have since <= until as YYYY-MM-DD")),
+                _ => {
+                    return Err(bad(
+                        "param time_range must have since <= until as YYYY-MM-DD",
+                    ))
+                }
             }
         }
         None => Window::trailing_days(now, 30),
@@ -291,7 +382,12 @@ fn new_run(world: &World, account: &str, params: &HashMap<String, String>) -> Re
     }
     let fields = params
         .get("fields")
-        .map(|f| f.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .map(|f| {
+            f.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_else(|| vec!["impressions".to_string(), "spend".to_string()]);
     let limit = params
         .get("limit")
@@ -310,7 +406,13 @@ fn new_run(world: &World, account: &str, params: &HashMap<String, String>) -> Re
 }
 
 /// One page of a run's rows.
-fn page(world: &World, run: &ReportRun, params: &HashMap<String, String>, base: &str, usage: Vec<(&'static str, String)>) -> Response {
+fn page(
+    world: &World,
+    run: &ReportRun,
+    params: &HashMap<String, String>,
+    base: &str,
+    usage: Vec<(&'static str, String)>,
+) -> Response {
     let rows = world.reported(Platform::Meta, &run.account, run.window, run.as_of);
     let offset = params
         .get("after")
@@ -338,7 +440,8 @@ fn page(world: &World, run: &ReportRun, params: &HashMap<String, String>, base: 
         let cursor = |o: usize| format!("QVFI{o:08x}");
         body["paging"] = json!({"cursors": {"before": cursor(offset), "after": cursor(end)}});
         if end < rows.len() {
-            body["paging"]["next"] = json!(format!("{base}?limit={}&after={}", run.limit, cursor(end)));
+            body["paging"]["next"] =
+                json!(format!("{base}?limit={}&after={}", run.limit, cursor(end)));
         }
     }
     json_response(StatusCode::OK, usage, &body)
@@ -364,7 +467,8 @@ fn render(r: &super::Reported<'_>, fields: &[String]) -> Value {
             "clicks" => json!(m.clicks.to_string()),
             "spend" => json!(format_micros(i128::from(m.spend_micros))),
             "actions" => {
-                let mut actions = vec![json!({"action_type": "link_click", "value": m.clicks.to_string()})];
+                let mut actions =
+                    vec![json!({"action_type": "link_click", "value": m.clicks.to_string()})];
                 if m.installs > 0 {
                     actions.push(json!({"action_type": "mobile_app_install", "value": m.installs.to_string()}));
                 }

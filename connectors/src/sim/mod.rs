@@ -344,7 +344,11 @@ async fn get_stats(State(world): State<Arc<World>>) -> Json<Value> {
 }
 
 /// A JSON response with a status.
-pub(crate) fn json_response(status: StatusCode, headers: Vec<(&'static str, String)>, body: &Value) -> Response {
+pub(crate) fn json_response(
+    status: StatusCode,
+    headers: Vec<(&'static str, String)>,
+    body: &Value,
+) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let h = response.headers_mut();
     h.insert(

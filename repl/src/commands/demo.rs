@@ -24,14 +24,6 @@ use crate::cli::OutputFormat;
 use crate::output::write_batches;
 use crate::progress::Step;
 
-/// Print a line on stdout; a closed pipe (`| head`) is not an error, the demo still finishes.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
 /// The mart the demo builds.
 const MART: &str = "daily_campaign";
 

@@ -2,7 +2,9 @@
 
 pub mod demo;
 pub mod load;
+pub mod sim;
 pub mod sql;
+pub mod sync;
 
 use std::process::ExitCode;
 
@@ -14,5 +16,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await,
         Command::Sql(args) => sql::run(args).await,
         Command::Load(args) => load::run(args).await,
+        Command::Sync(args) => sync::run(args).await,
+        Command::Sim(args) => sim::run(args).await,
     }
 }

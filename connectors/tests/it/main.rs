@@ -1,0 +1,11 @@
+//! Connector behaviour against the built-in simulators on loopback: every cell equals the
+//! platform's report, rate-limit storms and faults lose nothing, drift loads or is
+//! quarantined, and a replay from raw equals the original load.
+
+extern crate tidemark_connectors as connectors;
+
+mod drift;
+mod faults;
+mod support;
+mod throttling;
+mod truth;

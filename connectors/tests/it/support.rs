@@ -1,0 +1,297 @@
+//! A simulator, a warehouse and a config pointing one at the other; reading back what was
+//! loaded, and what the simulator says should have been.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Date32Type, Decimal128Type, Float64Type, Int64Type};
+use chrono::NaiveDate;
+use connectors::config::{Platform, ProjectConfig};
+use connectors::sim::{RunningSim, SimConfig};
+use connectors::source::Source;
+use connectors::sync::{SyncOptions, SyncReport};
+use connectors::{Purpose, Window};
+use engine::{Warehouse, WarehouseSession};
+use testdata::Backend;
+
+pub const TODAY: &str = "2026-11-20";
+
+pub fn day(s: &str) -> NaiveDate {
+    s.parse().expect("test dates are valid")
+}
+
+/// One `ad_performance` cell group: the metrics of (source, account, day, ad).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    pub impressions: Option<i64>,
+    pub clicks: Option<i64>,
+    pub spend: Option<i128>,
+    pub conversions: Option<f64>,
+    pub installs: Option<i64>,
+    pub revenue: Option<i128>,
+}
+
+pub type Key = (String, String, NaiveDate, String);
+
+pub struct Harness {
+    pub sim: RunningSim,
+    pub _backend: Backend,
+    pub warehouse: Warehouse,
+    pub config: ProjectConfig,
+    pub sources: Vec<Arc<dyn Source>>,
+    _secrets: tempfile::TempDir,
+}
+
+impl Harness {
+    /// A simulator at [`TODAY`] and a warehouse, with both sources pulling 30-day windows.
+    /// `extra` is appended to each source section (e.g. aliases).
+    pub async fn new(backend: Backend, meta_extra: &str, google_extra: &str) -> Self {
+        let sim = connectors::sim::start_local(SimConfig {
+            today: day(TODAY),
+            meta_job_polls: 1,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("start simulator");
+        let secrets = tempfile::tempdir().expect("temp dir");
+        let file = |name: &str, value: &str| {
+            let path = secrets.path().join(name);
+            std::fs::write(&path, value).expect("write token file");
+            path.display().to_string()
+        };
+        let c = &sim.world.config;
+        let text = format!(
+            r#"
+[sources.meta]
+base_url = "{base}"
+access_token = {{ file = "{meta}" }}
+accounts = ["act_1000000001", "1000000002"]
+window_days = 30
+poll_interval = "5ms"
+backoff = "10ms"
+request_timeout = "2s"
+{meta_extra}
+
+[sources.google_ads]
+base_url = "{base}"
+access_token = {{ file = "{google}" }}
+developer_token = {{ file = "{dev}" }}
+login_customer_id = "999-000-1111"
+accounts = ["123-456-7001", "1234567002"]
+window_days = 30
+backoff = "10ms"
+request_timeout = "2s"
+{google_extra}
+"#,
+            base = sim.base_url(),
+            meta = file("meta", &c.meta_token),
+            google = file("google", &c.google_token),
+            dev = file("dev", &c.google_developer_token),
+        );
+        let config = ProjectConfig::parse(&text).expect("test config parses");
+        let sources =
+            connectors::build_sources(&config.sources().expect("sources"), Purpose::Fetch)
+                .expect("build sources");
+        let warehouse = backend.open().await;
+        Harness {
+            sim,
+            _backend: backend,
+            warehouse,
+            config,
+            sources,
+            _secrets: secrets,
+        }
+    }
+
+    /// Sync every source for the 30 days before `today` (moving the simulator's clock there).
+    pub async fn sync(&self, today: NaiveDate, run: &str) -> SyncReport {
+        self.sim.world.set_now(today);
+        let window = Window::trailing_days(today, 30);
+        let windows = vec![window; self.sources.len()];
+        let options = SyncOptions {
+            run: run.to_string(),
+            today,
+            window: None,
+            accounts: None,
+        };
+        connectors::sync::sync(&self.warehouse, &self.sources, &windows, &options, &|_| {})
+            .await
+            .expect("sync runs")
+    }
+
+    /// What the simulator reports now for every account of both platforms over the window.
+    pub fn expected(&self, today: NaiveDate) -> BTreeMap<Key, Metrics> {
+        let window = Window::trailing_days(today, 30);
+        let mut out = BTreeMap::new();
+        for platform in [Platform::Meta, Platform::GoogleAds] {
+            let world = &self.sim.world;
+            for account in &world.truth(platform).accounts {
+                for r in world.reported(platform, &account.id, window, today) {
+                    let m = r.metrics;
+                    out.insert(
+                        (
+                            platform.name().to_string(),
+                            account.id.clone(),
+                            r.date,
+                            r.ad.ad_id.clone(),
+                        ),
+                        Metrics {
+                            impressions: Some(m.impressions),
+                            clicks: Some(m.clicks),
+                            spend: Some(i128::from(m.spend_micros)),
+                            conversions: Some(m.conversions_centi as f64 / 100.0),
+                            installs: (platform == Platform::Meta).then_some(m.installs),
+                            revenue: Some(i128::from(m.revenue_micros)),
+                        },
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    pub async fn query(&self, sql: &str) -> Vec<RecordBatch> {
+        let session = WarehouseSession::new(self.warehouse.clone())
+            .await
+            .expect("session");
+        session
+            .sql(sql)
+            .await
+            .expect("query plans")
+            .collect()
+            .await
+            .expect("query runs")
+    }
+
+    /// The loaded `ad_performance` cells within the window before `today`.
+    pub async fn loaded(&self, today: NaiveDate) -> BTreeMap<Key, Metrics> {
+        let w = Window::trailing_days(today, 30);
+        let batches = self
+            .query(&format!(
+                "SELECT source, account_id, date, ad_id, impressions, clicks, spend, conversions, installs, revenue \
+                 FROM ad_performance WHERE date BETWEEN DATE '{}' AND DATE '{}'",
+                w.since, w.until
+            ))
+            .await;
+        let mut out = BTreeMap::new();
+        for b in &batches {
+            let text = |i: usize| {
+                arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)
+                    .expect("text columns cast to Utf8")
+                    .as_string::<i32>()
+                    .clone()
+            };
+            let (source, account, ad) = (text(0), text(1), text(3));
+            let date = b.column(2).as_primitive::<Date32Type>();
+            let int = |i: usize| b.column(i).as_primitive::<Int64Type>().clone();
+            let dec = |i: usize| b.column(i).as_primitive::<Decimal128Type>().clone();
+            let (impressions, clicks, installs) = (int(4), int(5), int(8));
+            let (spend, revenue) = (dec(6), dec(9));
+            let conversions = b.column(7).as_primitive::<Float64Type>();
+            let opt_i =
+                |a: &arrow::array::Int64Array, r: usize| (!a.is_null(r)).then(|| a.value(r));
+            let opt_d =
+                |a: &arrow::array::Decimal128Array, r: usize| (!a.is_null(r)).then(|| a.value(r));
+            for r in 0..b.num_rows() {
+                let key = (
+                    source.value(r).to_string(),
+                    account.value(r).to_string(),
+                    Date32Type::to_naive_date_opt(date.value(r)).expect("valid date"),
+                    ad.value(r).to_string(),
+                );
+                let previous = out.insert(
+                    key.clone(),
+                    Metrics {
+                        impressions: opt_i(&impressions, r),
+                        clicks: opt_i(&clicks, r),
+                        spend: opt_d(&spend, r),
+                        conversions: (!conversions.is_null(r)).then(|| conversions.value(r)),
+                        installs: opt_i(&installs, r),
+                        revenue: opt_d(&revenue, r),
+                    },
+                );
+                assert!(previous.is_none(), "duplicate row for {key:?}");
+            }
+        }
+        out
+    }
+
+    /// Rows of a table as sorted strings (every column), for comparing whole contents.
+    pub async fn contents(&self, table: &str, filter: &str) -> Vec<String> {
+        table_contents(&self.warehouse, table, filter).await
+    }
+}
+
+/// Rows of a table as sorted strings (every column, in name order), for comparing contents.
+pub async fn table_contents(warehouse: &Warehouse, table: &str, filter: &str) -> Vec<String> {
+    let session = WarehouseSession::new(warehouse.clone())
+        .await
+        .expect("session");
+    let batches = session
+        .sql(&format!("SELECT * FROM {table} WHERE {filter}"))
+        .await
+        .expect("query plans")
+        .collect()
+        .await
+        .expect("query runs");
+    let mut rows = Vec::new();
+    for b in &batches {
+        let columns: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| {
+                arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
+                    .expect("formatter")
+            })
+            .collect();
+        let names: Vec<String> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        for r in 0..b.num_rows() {
+            let mut cells: Vec<(String, String)> = names
+                .iter()
+                .zip(&columns)
+                .map(|(n, c)| (n.clone(), c.value(r).to_string()))
+                .collect();
+            cells.sort();
+            rows.push(format!("{cells:?}"));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Compare loaded cells with expected ones; panics naming the first differences.
+pub fn assert_cells_equal(loaded: &BTreeMap<Key, Metrics>, expected: &BTreeMap<Key, Metrics>) {
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !loaded.contains_key(*k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = loaded
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .take(5)
+        .collect();
+    let wrong: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| loaded.get(*k).is_some_and(|l| l != *v))
+        .take(5)
+        .map(|(k, v)| format!("{k:?}: expected {v:?}, loaded {:?}", loaded[k]))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && wrong.is_empty(),
+        "{} expected rows, {} loaded\nmissing: {missing:?}\nextra: {extra:?}\nwrong: {wrong:#?}",
+        expected.len(),
+        loaded.len()
+    );
+}
+
+/// Count of metric cells (six per row).
+pub fn cells(rows: &BTreeMap<Key, Metrics>) -> usize {
+    rows.len() * 6
+}

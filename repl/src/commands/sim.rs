@@ -1,0 +1,103 @@
+//! `tidemark sim serve`: the Meta and Google Ads simulators as a standalone server, for trying
+//! tidemark (or any other client) without real accounts.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use connectors::config::Platform;
+use connectors::sim::{SimConfig, World};
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    pub command: SimCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Serve both simulated APIs on one address until interrupted (Ctrl-C).
+    ///
+    /// Meta: /v25.0/act_{id}/insights (async report runs, cursor paging).
+    /// Google Ads: /v22/customers/{id}/googleAds:searchStream (GAQL).
+    /// Control: /_sim/clock, /_sim/faults, /_sim/drift, /_sim/stats.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8470")]
+    pub addr: SocketAddr,
+    /// Seed of the ground truth (same seed, same data).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Accounts per platform (1-4).
+    #[arg(long, default_value_t = 2)]
+    pub accounts: usize,
+    /// The simulated today (default: today, UTC). Move it with POST /_sim/clock.
+    #[arg(long)]
+    pub today: Option<NaiveDate>,
+    /// Status polls a Meta report run takes to complete.
+    #[arg(long, default_value_t = 2)]
+    pub meta_job_polls: u32,
+}
+
+pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let SimCommand::Serve(args) = args.command;
+    let config = SimConfig {
+        seed: args.seed,
+        accounts: args.accounts,
+        today: args
+            .today
+            .unwrap_or_else(|| chrono::Utc::now().date_naive()),
+        meta_job_polls: args.meta_job_polls,
+        ..SimConfig::default()
+    };
+    let sim = connectors::sim::start(config, args.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.addr))?;
+    print_setup(&sim.base_url(), &sim.world);
+    tokio::signal::ctrl_c().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How to point tidemark at the simulators. The tokens printed are the simulator's own
+/// made-up credentials, not secrets.
+fn print_setup(base: &str, world: &World) {
+    let ids = |p: Platform| {
+        world
+            .truth(p)
+            .accounts
+            .iter()
+            .map(|a| format!("\"{}\"", a.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let c = &world.config;
+    outln!("simulators listening on {base} (today is {})", world.now());
+    outln!();
+    outln!(
+        "export SIM_META_TOKEN={} SIM_GOOGLE_TOKEN={} SIM_GOOGLE_DEVELOPER_TOKEN={}",
+        c.meta_token,
+        c.google_token,
+        c.google_developer_token
+    );
+    outln!();
+    outln!("# tidemark.toml");
+    outln!("warehouse = \"warehouse\"");
+    outln!();
+    outln!("[sources.meta]");
+    outln!("base_url = \"{base}\"");
+    outln!("access_token = {{ env = \"SIM_META_TOKEN\" }}");
+    outln!("accounts = [{}]", ids(Platform::Meta));
+    outln!("poll_interval = \"200ms\"");
+    outln!();
+    outln!("[sources.google_ads]");
+    outln!("base_url = \"{base}\"");
+    outln!("access_token = {{ env = \"SIM_GOOGLE_TOKEN\" }}");
+    outln!("developer_token = {{ env = \"SIM_GOOGLE_DEVELOPER_TOKEN\" }}");
+    outln!("accounts = [{}]", ids(Platform::GoogleAds));
+    outln!("window_days = 30");
+}

@@ -1,0 +1,305 @@
+//! `tidemark sync`: pull each configured source's restatement window and replace its slices;
+//! `--replay RUN` rebuilds the tables from a past run's landed payloads without the network.
+//!
+//! In a terminal a progress bar per source counts units; otherwise progress goes to the log.
+//! The summary lists every quarantined payload and failed unit, and the exit code is 1 when
+//! there was any.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use anyhow::bail;
+use chrono::NaiveDate;
+use clap::{Args, ValueEnum};
+use connectors::config::ResolvedSource;
+use connectors::sync::{SyncEvent, SyncOptions, SyncReport};
+use connectors::{Purpose, Window};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::project::ProjectArgs;
+
+/// Pull ad platforms' reports into the warehouse.
+///
+/// Sources and accounts come from `[sources.NAME]` sections of tidemark.toml:
+///
+///   [sources.meta]
+///   access_token = { env = "META_ACCESS_TOKEN" }
+///   accounts = ["act_1234567890"]
+///
+///   [sources.google_ads]
+///   access_token = { env = "GOOGLE_ADS_ACCESS_TOKEN" }
+///   developer_token = { env = "GOOGLE_ADS_DEVELOPER_TOKEN" }
+///   login_customer_id = "111-222-3333"
+///   accounts = ["123-456-7890"]
+///
+/// Each sync re-pulls the source's restatement window (window_days; defaults: Meta 28,
+/// Google Ads 90) and replaces every (source, account, day) slice in it atomically. Every
+/// payload is kept in raw/runs/RUN/ first; payloads that cannot be loaded go to
+/// raw/quarantine/RUN/ with the reason, and the other slices still load.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+
+    /// Only this source (repeatable).
+    #[arg(long = "source", short = 's')]
+    pub sources: Vec<String>,
+
+    /// Only this account (repeatable; as written in tidemark.toml).
+    #[arg(long = "account", short = 'a')]
+    pub accounts: Vec<String>,
+
+    /// First day to pull, instead of each source's window (needs --to).
+    #[arg(long, requires = "to")]
+    pub from: Option<NaiveDate>,
+
+    /// Last day to pull (needs --from).
+    #[arg(long, requires = "from")]
+    pub to: Option<NaiveDate>,
+
+    /// Treat this day as today (the window ends the day before). Default: today, UTC.
+    #[arg(long, env = "TIDEMARK_TODAY")]
+    pub today: Option<NaiveDate>,
+
+    /// Name the run (default: UTC time plus a random suffix).
+    #[arg(long, conflicts_with = "replay")]
+    pub run: Option<String>,
+
+    /// Rebuild the tables from run RUN's payloads in raw/ (no network, no credentials).
+    #[arg(long, value_name = "RUN")]
+    pub replay: Option<String>,
+
+    /// Summary format on stdout.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub format: SummaryFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    Text,
+    Json,
+}
+
+/// Progress bars per source in a terminal; log lines otherwise.
+struct Progress {
+    bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let bars = std::io::stderr()
+            .is_terminal()
+            .then(|| (MultiProgress::new(), Mutex::new(HashMap::new())));
+        Progress { bars }
+    }
+
+    fn on_event(&self, event: SyncEvent<'_>) {
+        match (&self.bars, event) {
+            (Some((multi, bars)), SyncEvent::Planned { source, units }) => {
+                let bar = multi.add(ProgressBar::new(units as u64));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>12} [{bar:30}] {pos}/{len} units  {msg}  ({elapsed}, eta {eta})",
+                    )
+                    .expect("static template")
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(source.to_string());
+                bars.lock().expect("bars").insert(source.to_string(), bar);
+            }
+            (
+                Some((_, bars)),
+                SyncEvent::UnitDone {
+                    source,
+                    unit,
+                    rows,
+                    outcome,
+                },
+            ) => {
+                if let Some(bar) = bars.lock().expect("bars").get(source) {
+                    bar.inc(1);
+                    bar.set_message(format!("{} {outcome} ({rows} rows)", unit.account));
+                }
+            }
+            (
+                Some((_, bars)),
+                SyncEvent::Committed {
+                    source,
+                    table,
+                    version,
+                },
+            ) => {
+                if let Some(bar) = bars.lock().expect("bars").get(source) {
+                    bar.set_message(format!("committed {table} v{version}"));
+                    if table == engine::model::AD_PERFORMANCE {
+                        bar.finish();
+                    }
+                }
+            }
+            (None, SyncEvent::Planned { source, units }) => {
+                tracing::info!(source, units, "planned");
+            }
+            (
+                None,
+                SyncEvent::UnitDone {
+                    source,
+                    unit,
+                    rows,
+                    outcome,
+                },
+            ) => {
+                tracing::info!(source, unit = %unit, rows, outcome, "unit done");
+            }
+            (
+                None,
+                SyncEvent::Committed {
+                    source,
+                    table,
+                    version,
+                },
+            ) => {
+                tracing::info!(source, table, version, "committed");
+            }
+        }
+    }
+}
+
+fn selected(all: Vec<ResolvedSource>, only: &[String]) -> anyhow::Result<Vec<ResolvedSource>> {
+    if only.is_empty() {
+        return Ok(all);
+    }
+    for name in only {
+        if !all.iter().any(|s| &s.name == name) {
+            let known: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+            bail!(
+                "no source {name:?} in tidemark.toml (configured: {})",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(all.into_iter().filter(|s| only.contains(&s.name)).collect())
+}
+
+pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let config = args.project.config()?;
+    let sources = selected(config.sources().map_err(anyhow::Error::msg)?, &args.sources)?;
+    if sources.is_empty() {
+        bail!("tidemark.toml configures no sources: add a [sources.NAME] section");
+    }
+    let purpose = if args.replay.is_some() {
+        Purpose::Replay
+    } else {
+        Purpose::Fetch
+    };
+    let clients = connectors::build_sources(&sources, purpose)?;
+    let warehouse = args.project.open(&config).await?;
+    let progress = Progress::new();
+    let on_event = |e: SyncEvent<'_>| progress.on_event(e);
+    let report = match &args.replay {
+        Some(run) => connectors::sync::replay(&warehouse, &clients, run, &on_event).await?,
+        None => {
+            let today = args
+                .today
+                .unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let explicit = match (args.from, args.to) {
+                (Some(from), Some(to)) => Some(
+                    Window::new(from, to)
+                        .ok_or_else(|| anyhow::anyhow!("--from {from} is after --to {to}"))?,
+                ),
+                _ => None,
+            };
+            let windows: Vec<Window> = sources
+                .iter()
+                .map(|s| explicit.unwrap_or_else(|| Window::trailing_days(today, s.window_days())))
+                .collect();
+            let accounts = (!args.accounts.is_empty()).then(|| {
+                sources
+                    .iter()
+                    .flat_map(|s| {
+                        args.accounts
+                            .iter()
+                            .map(|a| connectors::config::normalize_account_id(s.platform, a))
+                    })
+                    .collect()
+            });
+            let options = SyncOptions {
+                run: args.run.clone().unwrap_or_else(connectors::raw::new_run_id),
+                today,
+                window: explicit,
+                accounts,
+            };
+            connectors::sync::sync(&warehouse, &clients, &windows, &options, &on_event).await?
+        }
+    };
+    if let Some((multi, _)) = &progress.bars {
+        multi.clear().ok();
+    }
+    match args.format {
+        SummaryFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&report)?),
+        SummaryFormat::Text => print_summary(&report),
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_summary(report: &SyncReport) {
+    let verb = if report.replay { "replayed" } else { "synced" };
+    crate::outln!("run {} {verb}", report.run);
+    crate::outln!(
+        "{:<12} {:>23} {:>9} {:>8} {:>8} {:>9} {:>7} {:>8}  {}",
+        "source",
+        "window",
+        "units",
+        "rows",
+        "slices",
+        "requests",
+        "throttled",
+        "waited",
+        "commits"
+    );
+    for s in &report.sources {
+        let window = s.window.map_or("(landed)".to_string(), |w| w.to_string());
+        let commits: Vec<String> = s.commits.iter().map(|(t, v)| format!("{t} v{v}")).collect();
+        crate::outln!(
+            "{:<12} {:>23} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8}  {}",
+            s.source,
+            window,
+            format!("{}/{}", s.loaded_units, s.units),
+            s.rows,
+            s.slices,
+            s.http.requests,
+            s.http.throttled,
+            connectors::sync::human(s.http.waited_ms as f64 / 1000.0),
+            if commits.is_empty() {
+                "-".to_string()
+            } else {
+                commits.join(", ")
+            }
+        );
+    }
+    for s in &report.sources {
+        for q in &s.quarantined {
+            crate::outln!(
+                "QUARANTINED {} page {}: {} (kept in {})",
+                q.unit,
+                q.page.map_or("-".into(), |p| p.to_string()),
+                q.reason,
+                q.path
+            );
+        }
+        for f in &s.failed {
+            crate::outln!("FAILED {}: {}", f.unit, f.reason);
+        }
+    }
+    for u in &report.incomplete {
+        crate::outln!(
+            "INCOMPLETE {u}: the run was cut short before every page landed; not replayed"
+        );
+    }
+}

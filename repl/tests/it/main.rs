@@ -4,4 +4,5 @@ mod crash;
 mod demo;
 mod interop;
 mod support;
+mod sync;
 mod writers;

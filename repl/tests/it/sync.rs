@@ -1,0 +1,239 @@
+//! `tidemark sync` as a user runs it: against the simulators on loopback, with faults and a
+//! payload that cannot be read. It exits non-zero naming what was quarantined or failed,
+//! `--replay` rebuilds from raw without credentials, and no configured secret appears in any
+//! output line (at trace level, as JSON logs) or anywhere in the warehouse.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use connectors::config::Platform;
+use connectors::sim::{Drift, Faults, SimConfig};
+
+const META_TOKEN: &str = "EAAGsecretMetaToken7f3a9c1d";
+const GOOGLE_TOKEN: &str = "ya29.secretGoogleToken-b81d";
+const DEVELOPER_TOKEN: &str = "devSecretToken42aa";
+
+fn tidemark(project: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
+    cmd.env_remove("RUST_LOG")
+        .env_remove("TIDEMARK_WAREHOUSE")
+        .env("TIDEMARK_PROJECT", project)
+        .env("SIM_META_TOKEN", META_TOKEN)
+        .env("SIM_GOOGLE_TOKEN", GOOGLE_TOKEN)
+        .env("SIM_DEV_TOKEN", DEVELOPER_TOKEN);
+    cmd
+}
+
+async fn run(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("run tidemark"))
+        .await
+        .expect("join")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every file under `dir`, gunzipped when it is gzip.
+fn warehouse_bytes(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            warehouse_bytes(&path, out);
+            continue;
+        }
+        let data = std::fs::read(&path).expect("read file");
+        let data = if path.extension().is_some_and(|e| e == "gz") {
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&data[..])
+                .read_to_end(&mut plain)
+                .expect("gunzip");
+            plain
+        } else {
+            data
+        };
+        out.push((path.display().to_string(), data));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_names_what_it_could_not_load_replays_and_never_shows_a_secret() {
+    let sim = connectors::sim::start_local(SimConfig {
+        today: "2026-11-20".parse().unwrap(),
+        meta_token: META_TOKEN.into(),
+        google_token: GOOGLE_TOKEN.into(),
+        google_developer_token: DEVELOPER_TOKEN.into(),
+        meta_job_polls: 1,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("start simulator");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("tidemark.toml"),
+        format!(
+            r#"
+warehouse = "wh"
+
+[sources.meta]
+base_url = "{base}"
+access_token = {{ env = "SIM_META_TOKEN" }}
+accounts = ["1000000001", "1000000002"]
+window_days = 10
+poll_interval = "5ms"
+backoff = "10ms"
+request_timeout = "2s"
+
+[sources.google_ads]
+base_url = "{base}"
+access_token = {{ env = "SIM_GOOGLE_TOKEN" }}
+developer_token = {{ env = "SIM_DEV_TOKEN" }}
+accounts = ["1234567001", "1234567002"]
+backoff = "10ms"
+"#,
+            base = sim.base_url()
+        ),
+    )
+    .unwrap();
+    let world = &sim.world;
+    world.set_faults(
+        Platform::Meta,
+        Faults {
+            throttle: 4,
+            server_errors: 2,
+            truncate: 1,
+            job_failures: 1,
+            ..Faults::default()
+        },
+    );
+    world.set_faults(
+        Platform::GoogleAds,
+        Faults {
+            throttle: 2,
+            retry_delay_ms: 20,
+            ..Faults::default()
+        },
+    );
+    world.set_drift(
+        Platform::Meta,
+        Drift {
+            malformed_account: Some("1000000002".into()),
+            ..Drift::default()
+        },
+    );
+    let mut outputs = Vec::new();
+
+    // 1. A sync with faults and one unreadable account: the rest loads, exit 1, names it.
+    let mut cmd = tidemark(project.path());
+    cmd.args([
+        "-vv",
+        "--log-format",
+        "json",
+        "sync",
+        "--today",
+        "2026-11-20",
+        "--run",
+        "first",
+    ]);
+    let first = run(cmd).await;
+    let out = text(&first);
+    assert_eq!(first.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("QUARANTINED meta/1000000002 2026-11-10..2026-11-16"),
+        "{out}"
+    );
+    assert!(
+        out.contains("impressions = \\\"n/a\\\"") || out.contains("impressions = \"n/a\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"level\":\"DEBUG\""),
+        "debug logging was on: {out}"
+    );
+    let summary = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(
+        summary.contains("google_ads") && summary.contains("2/2"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("meta") && summary.contains("2/4"),
+        "{summary}"
+    );
+    outputs.push(out);
+
+    // 2. A rejected credential fails that source's units, naming where the token came from.
+    world.set_drift(Platform::Meta, Drift::default());
+    let mut cmd = tidemark(project.path());
+    cmd.env("SIM_GOOGLE_TOKEN", "ya29.wrongButAlsoSecret-0c7e")
+        .args([
+            "-vv",
+            "sync",
+            "--today",
+            "2026-11-20",
+            "--source",
+            "google_ads",
+        ]);
+    let rejected = run(cmd).await;
+    let out = text(&rejected);
+    assert_eq!(rejected.status.code(), Some(1), "{out}");
+    assert!(out.contains("FAILED google_ads/1234567001"), "{out}");
+    assert!(
+        out.contains("environment variable SIM_GOOGLE_TOKEN"),
+        "{out}"
+    );
+    assert!(!out.contains("ya29.wrongButAlsoSecret-0c7e"), "{out}");
+    outputs.push(out);
+
+    // 3. A missing variable is named before anything runs.
+    let mut cmd = tidemark(project.path());
+    cmd.env_remove("SIM_META_TOKEN")
+        .args(["sync", "--today", "2026-11-20"]);
+    let missing = run(cmd).await;
+    let out = text(&missing);
+    assert_eq!(missing.status.code(), Some(1), "{out}");
+    assert!(out.contains("SIM_META_TOKEN is not set"), "{out}");
+    outputs.push(out);
+
+    // 4. Replay needs neither the network nor credentials.
+    drop(sim);
+    let mut cmd = tidemark(project.path());
+    cmd.env_remove("SIM_META_TOKEN")
+        .env_remove("SIM_GOOGLE_TOKEN")
+        .env_remove("SIM_DEV_TOKEN")
+        .args(["-vv", "sync", "--replay", "first"]);
+    let replay = run(cmd).await;
+    let out = text(&replay);
+    assert!(out.contains("run first replayed"), "{out}");
+    assert!(
+        out.contains("QUARANTINED meta/1000000002"),
+        "the unreadable payload stays unreadable: {out}"
+    );
+    outputs.push(out);
+
+    // No secret anywhere: not in any output line, not in any file of the warehouse.
+    let secrets = [META_TOKEN, GOOGLE_TOKEN, DEVELOPER_TOKEN];
+    let lines: usize = outputs.iter().map(|o| o.lines().count()).sum();
+    for (i, output) in outputs.iter().enumerate() {
+        for secret in secrets {
+            assert!(!output.contains(secret), "run {i} printed a secret");
+        }
+    }
+    let mut files = Vec::new();
+    warehouse_bytes(&project.path().join("wh"), &mut files);
+    for (path, data) in &files {
+        let data = String::from_utf8_lossy(data);
+        for secret in secrets {
+            assert!(!data.contains(secret), "{path} holds a secret");
+        }
+    }
+    println!(
+        "checked {lines} output lines and {} warehouse files for {} secrets: none found",
+        files.len(),
+        secrets.len()
+    );
+}

@@ -380,9 +380,14 @@ fn new_run(
     if (now - window.since).num_days() > 37 * 31 {
         return Err(bad("time_range is older than 37 months"));
     }
+    // `fields` comes comma-separated (REST examples) or as a JSON array (the SDKs' POSTs).
     let fields = params
         .get("fields")
         .map(|f| {
+            let f = match serde_json::from_str::<Vec<String>>(f) {
+                Ok(list) => list.join(","),
+                Err(_) => f.clone(),
+            };
             f.split(',')
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())

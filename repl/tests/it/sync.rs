@@ -156,6 +156,7 @@ backoff = "10ms"
         "debug logging was on: {out}"
     );
     let summary = String::from_utf8_lossy(&first.stdout).to_string();
+    println!("{summary}");
     assert!(
         summary.contains("google_ads") && summary.contains("2/2"),
         "{summary}"

@@ -13,7 +13,6 @@
 //! - [`normalize`]: drift-tolerant JSON → Arrow (key case, aliases, added fields, exact decimals).
 //! - [`sync`]: plan → fetch → land → normalize → one commit per table; replay from raw.
 //! - [`sim`]: faithful Meta and Google Ads simulators over a seeded ground truth.
-//! - [`adsim`]: the minimal restating platform of the first demo.
 //!
 //! # Key decision
 //! A sync produces the complete current rows of every (source, account, day) in its window and
@@ -21,7 +20,6 @@
 //! normalized only from the bytes that were landed, so a replay from `raw/` yields the same
 //! tables as the sync that fetched them.
 
-pub mod adsim;
 pub mod config;
 pub mod error;
 pub mod google_ads;
@@ -76,17 +74,24 @@ pub enum Purpose {
 
 /// Build the clients for `sources`. Sources sharing a credential share one throttle.
 pub fn build_sources(sources: &[ResolvedSource], purpose: Purpose) -> Result<Vec<Arc<dyn Source>>> {
+    build_sources_with(sources, |source, secret, key| match purpose {
+        Purpose::Replay => Ok(Secret::new("")),
+        Purpose::Fetch => secret
+            .resolve(&format!("sources.{}.{key}", source.name))
+            .map_err(Error::Config),
+    })
+}
+
+/// Build the clients for `sources`, reading each secret with `resolve(source, where, key)`
+/// (for embedding: the demo hands the simulators' credentials over directly).
+pub fn build_sources_with(
+    sources: &[ResolvedSource],
+    resolve: impl Fn(&ResolvedSource, &secret::SecretRef, &str) -> Result<Secret>,
+) -> Result<Vec<Arc<dyn Source>>> {
     let mut throttles: HashMap<String, Arc<Throttle>> = HashMap::new();
     let mut built: Vec<Arc<dyn Source>> = Vec::new();
     for source in sources {
-        let secret = |r: &secret::SecretRef, key: &str| -> Result<Secret> {
-            match purpose {
-                Purpose::Replay => Ok(Secret::new("")),
-                Purpose::Fetch => r
-                    .resolve(&format!("sources.{}.{key}", source.name))
-                    .map_err(Error::Config),
-            }
-        };
+        let secret = |r: &secret::SecretRef, key: &str| resolve(source, r, key);
         let token = secret(&source.config.access_token, "access_token")?;
         let c = &source.config;
         let defaults = Limits::default();

@@ -1,6 +1,7 @@
 //! Faithful simulators of the Meta Marketing API (insights) and the Google Ads API
 //! (searchStream), on one loopback HTTP server, over a seeded ground truth.
 //!
+//! - [`truth`]: the seeded ground truth and what a platform reports of it at a given day.
 //! - [`World`]: ground truth per platform (accounts, campaigns, ad groups, ads; final metrics
 //!   per day that mature over 28 days; rows that appear late and rows that vanish), the
 //!   simulated clock, fault plans, drift switches and request counters.
@@ -21,6 +22,7 @@
 pub mod faults;
 pub mod google_ads;
 pub mod meta;
+pub mod truth;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -38,10 +40,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::adsim::truth::{Account, Ad, IdStyle, Metrics, Truth};
 use crate::config::Platform;
 use crate::window::Window;
 pub use faults::{Drift, Faults, KeyCase};
+use truth::{Account, Ad, IdStyle, Metrics, Truth};
 
 /// How a simulator world is made.
 #[derive(Debug, Clone)]

@@ -46,7 +46,10 @@ async fn metas_python_sdk_reads_the_meta_simulator() {
         truth.iter().map(|r| r.metrics.impressions).sum::<i64>(),
         "{summary}"
     );
-    assert_eq!(summary["same"], true, "async and sync results agree: {summary}");
+    assert_eq!(
+        summary["same"], true,
+        "async and sync results agree: {summary}"
+    );
     assert_eq!(
         summary["bad_token"],
         serde_json::json!({"status": 400, "code": 190, "type": "OAuthException"}),

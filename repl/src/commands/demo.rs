@@ -1,9 +1,11 @@
-//! `tidemark demo`: the whole flow on the built-in simulator, with nothing else running.
+//! `tidemark demo`: the whole flow on the built-in simulators, with nothing else running.
 //!
-//! Starts the `adsim` platform on loopback, syncs its 30-day window over HTTP at simulated
-//! day T, moves the platform's clock forward and syncs again (values restate, late rows appear,
-//! some rows vanish), builds the `daily_campaign` mart, and prints what changed between the
-//! syncs, the mart's top rows and how long each step took.
+//! Starts the Meta and Google Ads simulators on loopback, syncs a 30-day window of both over
+//! their real APIs (async report runs, GAQL search streams) at simulated day T, moves the
+//! platforms' clock forward and syncs again (values restate, late rows appear, some rows
+//! vanish), builds the `daily_campaign` mart, and prints what changed between the syncs, the
+//! mart's top rows and how long each step took. Every payload is landed in `raw/` first, so
+//! `tidemark sync --replay RUN` can rebuild from it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,13 +14,17 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::NaiveDate;
 use clap::Args;
-use connectors::adsim::client::{self, AdsimClient, SyncReport, Window};
-use connectors::adsim::server::{self, SimState};
-use connectors::adsim::truth::Truth;
+use connectors::config::{Platform, ProjectConfig};
+use connectors::secret::Secret;
+use connectors::sim::{SimConfig, World};
+use connectors::source::Source;
+use connectors::sync::{SyncOptions, SyncReport};
+use connectors::Window;
 use datafusion::prelude::SessionContext;
 use engine::model::AD_PERFORMANCE;
 use engine::session::register_version;
 use engine::{Namespace, SliceKey, StorageConfig, Warehouse, WarehouseSession};
+use std::sync::Arc;
 
 use crate::cli::OutputFormat;
 use crate::output::write_batches;
@@ -50,7 +56,7 @@ SELECT coalesce(a.date, b.date) AS date,
        sum(coalesce(a.spend, 0)) - sum(coalesce(b.spend, 0)) AS spend_change
 FROM after_sync a
 FULL OUTER JOIN before_sync b
-  ON a.account_id = b.account_id AND a.date = b.date AND a.ad_id = b.ad_id
+  ON a.source = b.source AND a.account_id = b.account_id AND a.date = b.date AND a.ad_id = b.ad_id
 GROUP BY 1
 HAVING sum(CASE WHEN b.ad_id IS NULL OR a.ad_id IS NULL THEN 1 ELSE 0 END) > 0
     OR sum(coalesce(a.installs, 0)) <> sum(coalesce(b.installs, 0))
@@ -71,48 +77,95 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 3)]
     pub advance_days: u64,
 
-    /// Accounts the simulated platform has (1 to 4).
+    /// Accounts each simulated platform has (1 to 4).
     #[arg(long, default_value_t = 3)]
     pub accounts: usize,
 
-    /// Seed of the simulated platform's ground truth.
+    /// Seed of the simulated platforms' ground truth.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 }
 
-/// The demo's access token for the simulator; it never leaves this process.
-const DEMO_TOKEN: &str = "demo-token-not-a-secret";
+/// Days each demo sync pulls.
+const WINDOW_DAYS: u64 = 30;
+
+/// The demo's sources: both simulators, 30-day windows, fast polling.
+fn demo_sources(world: &World, base_url: &str) -> anyhow::Result<Vec<Arc<dyn Source>>> {
+    let ids = |p: Platform| {
+        world
+            .truth(p)
+            .accounts
+            .iter()
+            .map(|a| format!("\"{}\"", a.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = format!(
+        "[sources.meta]\nbase_url = \"{base_url}\"\naccess_token = {{ env = \"UNUSED\" }}\n\
+         accounts = [{}]\nwindow_days = {WINDOW_DAYS}\npoll_interval = \"20ms\"\n\n\
+         [sources.google_ads]\nbase_url = \"{base_url}\"\naccess_token = {{ env = \"UNUSED\" }}\n\
+         developer_token = {{ env = \"UNUSED\" }}\naccounts = [{}]\nwindow_days = {WINDOW_DAYS}\n",
+        ids(Platform::Meta),
+        ids(Platform::GoogleAds)
+    );
+    let config = ProjectConfig::parse(&text).map_err(anyhow::Error::msg)?;
+    let sources = config.sources().map_err(anyhow::Error::msg)?;
+    // The simulators' own credentials, handed over in memory.
+    let c = world.config.clone();
+    Ok(connectors::build_sources_with(
+        &sources,
+        move |source, _, key| {
+            Ok(Secret::new(match (source.platform, key) {
+                (Platform::Meta, _) => c.meta_token.clone(),
+                (Platform::GoogleAds, "developer_token") => c.google_developer_token.clone(),
+                (Platform::GoogleAds, _) => c.google_token.clone(),
+            }))
+        },
+    )?)
+}
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut timings: Vec<(String, Duration)> = Vec::new();
     let dir = args.dir.display().to_string();
 
-    let step = Step::start("starting the adsim platform simulator on loopback");
-    let state = SimState::new(Truth::new(args.seed, args.accounts), DEMO_TOKEN, args.today);
-    let sim = server::spawn("127.0.0.1:0", state)
-        .await
-        .context("cannot start the simulator")?;
-    let client = AdsimClient::new(sim.base_url(), DEMO_TOKEN)?;
-    timings.push(("start simulator".into(), step.finish()));
-    outln!("adsim simulator listening on {}", sim.base_url());
+    let step = Step::start("starting the Meta and Google Ads simulators on loopback");
+    let sim = connectors::sim::start_local(SimConfig {
+        seed: args.seed,
+        accounts: args.accounts,
+        today: args.today,
+        ..SimConfig::default()
+    })
+    .await
+    .context("cannot start the simulators")?;
+    let sources = demo_sources(&sim.world, &sim.base_url())?;
+    timings.push(("start simulators".into(), step.finish()));
+    outln!(
+        "Meta and Google Ads simulators listening on {}",
+        sim.base_url()
+    );
 
     let step = Step::start(format!("opening warehouse {dir}"));
     let warehouse = Warehouse::open(&dir, &StorageConfig::default()).await?;
     timings.push(("open warehouse".into(), step.finish()));
 
     let first_day = args.today;
-    let first = sync_step(&warehouse, &client, first_day, 1, &mut timings).await?;
+    let first = sync_step(&warehouse, &sources, first_day, 1, &mut timings).await?;
 
     let second_day = first_day + chrono::Days::new(args.advance_days);
-    sim.state.set_now(second_day);
-    let second = sync_step(&warehouse, &client, second_day, 2, &mut timings).await?;
+    sim.world.set_now(second_day);
+    let second = sync_step(&warehouse, &sources, second_day, 2, &mut timings).await?;
 
     let step = Step::start("comparing the two syncs");
-    let changes = changes_between(&warehouse, first.commit.version, second.commit.version).await?;
+    let changes =
+        changes_between(&warehouse, last_version(&first)?, last_version(&second)?).await?;
     timings.push(("compare syncs".into(), step.finish()));
 
     let step = Step::start(format!("building mart {MART}"));
-    let mart = build_mart(&warehouse, &[first.window, second.window], &sim.state).await?;
+    let windows = [
+        Window::trailing_days(first_day, WINDOW_DAYS),
+        Window::trailing_days(second_day, WINDOW_DAYS),
+    ];
+    let mart = build_mart(&warehouse, &windows, &sim.world).await?;
     timings.push((format!("build mart {MART}"), step.finish()));
 
     outln!();
@@ -121,8 +174,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     write_batches(&mut std::io::stdout(), &changes, OutputFormat::Table)?;
     outln!(
-        "Days older than {} are past the platform's maturity window; recent days restate, rows appear late or vanish.",
-        connectors::adsim::truth::MATURITY_DAYS
+        "Days older than {} are past the platforms' maturity window; recent days restate, rows appear late or vanish.",
+        connectors::sim::truth::MATURITY_DAYS
     );
 
     let session = WarehouseSession::new(warehouse.clone()).await?;
@@ -148,6 +201,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         outln!("  {name:<40} {:>8.1} ms", took.as_secs_f64() * 1000.0);
     }
     outln!();
+    outln!("Replay sync 2 from the payloads kept in raw/ (no network): tidemark sync --replay {} (with a tidemark.toml naming the sources)", second.run);
     outln!("Query it:");
     outln!(
         "  tidemark sql --warehouse {dir} -c \"SELECT date, sum(spend) AS spend, sum(installs) AS installs FROM {MART} GROUP BY date ORDER BY date DESC LIMIT 7\""
@@ -155,35 +209,60 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The `ad_performance` version a sync left (its last commit).
+fn last_version(report: &SyncReport) -> anyhow::Result<u64> {
+    report
+        .sources
+        .iter()
+        .filter_map(|s| s.commits.iter().find(|(t, _)| t == AD_PERFORMANCE))
+        .map(|(_, v)| *v)
+        .max()
+        .context("the sync committed nothing")
+}
+
 async fn sync_step(
     warehouse: &Warehouse,
-    client: &AdsimClient,
+    sources: &[Arc<dyn Source>],
     today: NaiveDate,
     number: usize,
     timings: &mut Vec<(String, Duration)>,
 ) -> anyhow::Result<SyncReport> {
-    let window = connectors::adsim::client::trailing_window(today);
+    let window = Window::trailing_days(today, WINDOW_DAYS);
     let step = Step::start(format!(
-        "sync {number}: pulling {} to {} over HTTP",
+        "sync {number}: pulling {} to {} from Meta and Google Ads",
         window.since, window.until
     ));
-    let report = client::sync(warehouse, client, window).await?;
-    timings.push((format!("sync {number} (fetch + commit)"), step.finish()));
-    outln!(
-        "sync {number}: today {today}, window {}..{}: {} accounts, {} requests, {} rows, {} slices replaced in commit v{} \
-         ({} files removed, {} added, fetch {:.0} ms, commit {:.0} ms)",
-        window.since,
-        window.until,
-        report.accounts,
-        report.requests,
-        report.rows,
-        report.commit.slices,
-        report.commit.version,
-        report.commit.files_removed,
-        report.commit.files_added,
-        report.fetch_time.as_secs_f64() * 1000.0,
-        report.commit.elapsed.as_secs_f64() * 1000.0,
-    );
+    let options = SyncOptions {
+        run: format!("demo-{today}-{}", connectors::raw::new_run_id()),
+        today,
+        window: None,
+        accounts: None,
+    };
+    let windows = vec![window; sources.len()];
+    let report = connectors::sync::sync(warehouse, sources, &windows, &options, &|_| {}).await?;
+    timings.push((
+        format!("sync {number} (fetch + land + commit)"),
+        step.finish(),
+    ));
+    if !report.is_clean() {
+        anyhow::bail!("sync {number} did not load everything: {report:?}");
+    }
+    for s in &report.sources {
+        let replaced = s.replace_reports.last();
+        outln!(
+            "sync {number}: today {today}, {} window {window}: {} units, {} requests, {} rows, {} slices replaced in ad_performance v{} \
+             ({} files removed, {} added, {:.0} ms)",
+            s.source,
+            s.units,
+            s.http.requests,
+            s.rows,
+            s.slices,
+            replaced.map_or(0, |r| r.version),
+            replaced.map_or(0, |r| r.files_removed),
+            replaced.map_or(0, |r| r.files_added),
+            s.seconds * 1000.0,
+        );
+    }
     Ok(report)
 }
 
@@ -218,7 +297,7 @@ async fn changes_between(
 async fn build_mart(
     warehouse: &Warehouse,
     windows: &[Window],
-    state: &SimState,
+    world: &World,
 ) -> anyhow::Result<engine::ReplaceReport> {
     let session = WarehouseSession::new(warehouse.clone()).await?;
     let since = windows
@@ -235,12 +314,20 @@ async fn build_mart(
         .replace("{since}", &since.to_string())
         .replace("{until}", &until.to_string());
     let rows = session.sql(&sql).await?.collect().await?;
-    let slices = state.truth().accounts.iter().flat_map(|account| {
-        windows.iter().flat_map(move |w| {
-            w.days()
-                .map(|d| SliceKey::new(connectors::adsim::SOURCE, &account.id, d))
-        })
-    });
+    let slices = [Platform::Meta, Platform::GoogleAds]
+        .into_iter()
+        .flat_map(|platform| {
+            world
+                .truth(platform)
+                .accounts
+                .iter()
+                .flat_map(move |account| {
+                    windows.iter().flat_map(move |w| {
+                        w.days()
+                            .map(move |d| SliceKey::new(platform.name(), &account.id, d))
+                    })
+                })
+        });
     Ok(warehouse
         .replace_mart_slices(MART)
         .with_slices(slices)

@@ -24,8 +24,9 @@ fn demo_syncs_twice_builds_the_mart_and_is_queryable() {
         String::from_utf8_lossy(&out.stderr)
     );
     for needle in [
-        "sync 1: today 2026-11-20",
-        "sync 2: today 2026-11-23",
+        "sync 1: today 2026-11-20, google_ads",
+        "sync 1: today 2026-11-20, meta",
+        "sync 2: today 2026-11-23, meta",
         "What sync 2",
         "Top rows of mart daily_campaign",
         "Timings:",
@@ -52,10 +53,10 @@ fn demo_syncs_twice_builds_the_mart_and_is_queryable() {
         "{}",
         String::from_utf8_lossy(&query.stderr)
     );
-    // Two 30-day windows three days apart cover 33 days; three accounts.
+    // Two 30-day windows three days apart cover 33 days; three accounts on each platform.
     assert_eq!(
         String::from_utf8_lossy(&query.stdout).trim(),
-        "days,accounts\n33,3"
+        "days,accounts\n33,6"
     );
 
     // Running the demo again replaces the same slices: the mart keeps the same shape.

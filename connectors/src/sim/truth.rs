@@ -1,4 +1,4 @@
-//! The ground truth of the simulated platform and the reports it gives.
+//! The ground truth of a simulated platform and the reports it gives.
 //!
 //! Everything derives from a seed through a stateless hash, so any (ad, day) cell can be
 //! computed on its own and two runs with one seed agree exactly.

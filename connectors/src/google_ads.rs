@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::normalize::{self, col, AdRow, Kind, Record, TableSpec};
 use crate::raw::Unit;
 use crate::secret::Secret;
-use crate::source::{Page, PageSink, Source};
+use crate::source::{Page, PageSink, Source, SourceBase};
 use crate::throttle::{snippet, Fetched, Throttle, Verdict};
 
 /// The GAQL fields selected, in order.
@@ -83,18 +83,15 @@ pub fn query(unit: &Unit) -> String {
 
 /// A Google Ads client for one configured source.
 pub struct GoogleAdsSource {
-    name: String,
+    base: SourceBase,
     base_url: String,
     version: String,
     token: Secret,
     developer_token: Secret,
     token_origin: String,
     login_customer_id: Option<String>,
-    accounts: Vec<String>,
-    chunk_days: u64,
     aliases: BTreeMap<String, String>,
     http: reqwest::Client,
-    throttle: Arc<Throttle>,
 }
 
 impl GoogleAdsSource {
@@ -105,7 +102,7 @@ impl GoogleAdsSource {
         throttle: Arc<Throttle>,
     ) -> Result<Self> {
         Ok(GoogleAdsSource {
-            name: source.name.clone(),
+            base: SourceBase::new(source, throttle),
             base_url: source.base_url(),
             version: source.api_version(),
             token,
@@ -116,11 +113,8 @@ impl GoogleAdsSource {
                 .login_customer_id
                 .as_deref()
                 .map(|id| crate::config::normalize_account_id(Platform::GoogleAds, id)),
-            accounts: source.account_ids(),
-            chunk_days: source.chunk_days(),
             aliases: source.config.aliases.clone(),
             http: crate::http_client()?,
-            throttle,
         })
     }
 
@@ -135,6 +129,7 @@ impl GoogleAdsSource {
         let body = serde_json::json!({ "query": gaql });
         let origin = self.token_origin.clone();
         let response = self
+            .base
             .throttle
             .send(
                 &what,
@@ -154,7 +149,7 @@ impl GoogleAdsSource {
             )
             .await
             .map_err(|gave_up| Error::Request {
-                source_name: self.name.clone(),
+                source_name: self.base.name.clone(),
                 request: what.clone(),
                 attempts: gave_up.attempts,
                 reason: crate::scrub(
@@ -240,8 +235,8 @@ pub fn parse_proto_duration(text: &str) -> Option<Duration> {
 }
 
 impl Source for GoogleAdsSource {
-    fn name(&self) -> &str {
-        &self.name
+    fn base(&self) -> &SourceBase {
+        &self.base
     }
     fn platform(&self) -> Platform {
         Platform::GoogleAds
@@ -251,15 +246,6 @@ impl Source for GoogleAdsSource {
     }
     fn date_key(&self) -> &'static str {
         "segments_date"
-    }
-    fn accounts(&self) -> &[String] {
-        &self.accounts
-    }
-    fn chunk_days(&self) -> u64 {
-        self.chunk_days
-    }
-    fn throttle(&self) -> &Arc<Throttle> {
-        &self.throttle
     }
 
     fn fetch<'a>(&'a self, unit: &'a Unit, sink: &'a mut PageSink) -> BoxFuture<'a, Result<()>> {

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::normalize::{self, col, AdRow, Kind, Record, TableSpec};
 use crate::raw::Unit;
 use crate::secret::Secret;
-use crate::source::{Page, PageSink, Source};
+use crate::source::{Page, PageSink, Source, SourceBase};
 use crate::throttle::{snippet, Fetched, Throttle, Verdict};
 
 /// Fields requested from the insights edge.
@@ -96,18 +96,15 @@ fn is_rate_limit_code(code: i64) -> bool {
 
 /// A Meta insights client for one configured source.
 pub struct MetaSource {
-    name: String,
+    base: SourceBase,
     base_url: String,
     version: String,
     token: Secret,
     token_origin: String,
-    accounts: Vec<String>,
-    chunk_days: u64,
     poll_interval: Duration,
     aliases: BTreeMap<String, String>,
     actions: ActionTypes,
     http: reqwest::Client,
-    throttle: Arc<Throttle>,
 }
 
 impl MetaSource {
@@ -118,18 +115,15 @@ impl MetaSource {
             .collect();
         aliases.extend(source.config.aliases.clone());
         Ok(MetaSource {
-            name: source.name.clone(),
+            base: SourceBase::new(source, throttle),
             base_url: source.base_url(),
             version: source.api_version(),
             token,
             token_origin: source.config.access_token.describe(),
-            accounts: source.account_ids(),
-            chunk_days: source.chunk_days(),
             poll_interval: source.poll_interval(),
             aliases,
             actions: source.config.actions.clone(),
             http: crate::http_client()?,
-            throttle,
         })
     }
 
@@ -143,12 +137,13 @@ impl MetaSource {
         what: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Fetched> {
-        let throttle = Arc::clone(&self.throttle);
-        self.throttle
+        let throttle = Arc::clone(&self.base.throttle);
+        self.base
+            .throttle
             .send(what, build, |r| verdict(r, &throttle, &self.token_origin))
             .await
             .map_err(|gave_up| Error::Request {
-                source_name: self.name.clone(),
+                source_name: self.base.name.clone(),
                 request: what.to_string(),
                 attempts: gave_up.attempts,
                 reason: crate::scrub(&gave_up.reason, &self.token),
@@ -208,13 +203,13 @@ impl MetaSource {
             match self.wait_for(&run_id).await? {
                 None => return Ok(run_id),
                 Some(failure) => {
-                    tracing::warn!(source = %self.name, unit = %unit, run_id, failure, "report run failed; submitting again");
+                    tracing::warn!(source = %self.base.name, unit = %unit, run_id, failure, "report run failed; submitting again");
                     failures.push(failure);
                 }
             }
         }
         Err(Error::Request {
-            source_name: self.name.clone(),
+            source_name: self.base.name.clone(),
             request: format!("report run for {unit}"),
             attempts: JOB_RESUBMITS + 1,
             reason: failures.join("; "),
@@ -422,8 +417,8 @@ fn action_value(record: &Record, key: &str, types: &[String]) -> Option<String> 
 }
 
 impl Source for MetaSource {
-    fn name(&self) -> &str {
-        &self.name
+    fn base(&self) -> &SourceBase {
+        &self.base
     }
     fn platform(&self) -> Platform {
         Platform::Meta
@@ -433,15 +428,6 @@ impl Source for MetaSource {
     }
     fn date_key(&self) -> &'static str {
         "date_start"
-    }
-    fn accounts(&self) -> &[String] {
-        &self.accounts
-    }
-    fn chunk_days(&self) -> u64 {
-        self.chunk_days
-    }
-    fn throttle(&self) -> &Arc<Throttle> {
-        &self.throttle
     }
 
     fn fetch<'a>(&'a self, unit: &'a Unit, sink: &'a mut PageSink) -> BoxFuture<'a, Result<()>> {
@@ -559,6 +545,31 @@ mod tests {
             verdict(&fetched(200, &[], r#"{"data":[{"a""#), &throttle, ""),
             Verdict::Transient { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn usage_near_the_limit_pauses_before_meta_refuses() {
+        let throttle = Throttle::new("t", Default::default());
+        let calm = fetched(
+            200,
+            &[(
+                "x-app-usage",
+                r#"{"call_count":40,"total_time":10,"total_cputime":10}"#,
+            )],
+            "{}",
+        );
+        assert_eq!(verdict(&calm, &throttle, ""), Verdict::Ok);
+        assert!(!throttle.is_paused());
+        let hot = fetched(
+            200,
+            &[(
+                "x-app-usage",
+                r#"{"call_count":96,"total_time":10,"total_cputime":10}"#,
+            )],
+            "{}",
+        );
+        assert_eq!(verdict(&hot, &throttle, ""), Verdict::Ok);
+        assert!(throttle.is_paused());
     }
 
     #[test]

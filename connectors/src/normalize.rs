@@ -319,7 +319,7 @@ pub fn check_payload(spec: &TableSpec, records: &[Record], alias_hint: &str) -> 
 pub fn source_batch(
     spec: &TableSpec,
     date_key: &str,
-    records: &[(Record, &Provenance)],
+    records: &[(Record, Provenance)],
 ) -> Result<RecordBatch, String> {
     let declared: BTreeSet<&str> = spec.columns.iter().map(|c| c.name).collect();
     let extras: BTreeSet<&str> = records
@@ -609,7 +609,7 @@ mod tests {
             &json!({"date": "2026-01-01", "ad_id": "1", "spend": "3.5", "quality": {"rank": "HIGH"}}),
             &BTreeMap::new(),
         );
-        let batch = source_batch(&SPEC, "date", &[(r, &p)]).unwrap();
+        let batch = source_batch(&SPEC, "date", &[(r, p)]).unwrap();
         let names: Vec<_> = batch
             .schema()
             .fields()

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
-use crate::config::Platform;
+use crate::config::{Platform, ResolvedSource};
 use crate::error::Result;
 use crate::normalize::{AdRow, Record, TableSpec};
 use crate::raw::{ManifestEntry, RawStore, Unit};
@@ -78,21 +78,51 @@ impl PageSink {
     }
 }
 
+/// What every source has, whatever its platform.
+#[derive(Debug)]
+pub struct SourceBase {
+    /// The source's name in config and in the `source` column.
+    pub name: String,
+    /// Accounts this source syncs (as the API spells them).
+    pub accounts: Vec<String>,
+    /// Days per request unit.
+    pub chunk_days: u64,
+    /// The throttle of this source's credential.
+    pub throttle: Arc<Throttle>,
+}
+
+impl SourceBase {
+    pub fn new(source: &ResolvedSource, throttle: Arc<Throttle>) -> Self {
+        SourceBase {
+            name: source.name.clone(),
+            accounts: source.account_ids(),
+            chunk_days: source.chunk_days(),
+            throttle,
+        }
+    }
+}
+
 /// A platform client.
 pub trait Source: Send + Sync {
-    /// The source's name in config and in the `source` column.
-    fn name(&self) -> &str;
+    fn base(&self) -> &SourceBase;
     fn platform(&self) -> Platform;
     /// The per-source table and what its payloads must carry.
     fn spec(&self) -> &'static TableSpec;
     /// The key of the per-source table's day column.
     fn date_key(&self) -> &'static str;
-    /// Accounts this source syncs (as the API spells them).
-    fn accounts(&self) -> &[String];
-    /// Days per request unit.
-    fn chunk_days(&self) -> u64;
-    /// The throttle of this source's credential.
-    fn throttle(&self) -> &Arc<Throttle>;
+
+    fn name(&self) -> &str {
+        &self.base().name
+    }
+    fn accounts(&self) -> &[String] {
+        &self.base().accounts
+    }
+    fn chunk_days(&self) -> u64 {
+        self.base().chunk_days
+    }
+    fn throttle(&self) -> &Arc<Throttle> {
+        &self.base().throttle
+    }
 
     /// The request units covering `window`: every account × chunk of days.
     fn plan(&self, window: Window) -> Vec<Unit> {

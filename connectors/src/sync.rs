@@ -204,10 +204,8 @@ fn normalize_unit(
         page: last_page,
         reason,
     };
-    let with_refs: Vec<(Record, &Provenance)> =
-        records.iter().map(|(r, p)| (r.clone(), p)).collect();
     let source_batch =
-        normalize::source_batch(spec, source.date_key(), &with_refs).map_err(refuse)?;
+        normalize::source_batch(spec, source.date_key(), &records).map_err(refuse)?;
     let ad_batch = normalize::ad_performance_batch(source.name(), &ad_rows).map_err(refuse)?;
     Ok(UnitRows {
         unit: unit.clone(),

@@ -163,6 +163,14 @@ impl Throttle {
         }
     }
 
+    /// Whether requests of this credential are being held right now.
+    pub fn is_paused(&self) -> bool {
+        self.paused_until
+            .lock()
+            .expect("throttle lock")
+            .is_some_and(|until| until > Instant::now())
+    }
+
     async fn wait_for_pause(&self) {
         loop {
             let until = *self.paused_until.lock().expect("throttle lock");

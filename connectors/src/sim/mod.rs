@@ -137,6 +137,15 @@ impl World {
         })
     }
 
+    /// The account ids of a platform, in order.
+    pub fn account_ids(&self, platform: Platform) -> Vec<String> {
+        self.truth(platform)
+            .accounts
+            .iter()
+            .map(|a| a.id.clone())
+            .collect()
+    }
+
     pub fn truth(&self, platform: Platform) -> &Truth {
         match platform {
             Platform::Meta => &self.meta,

@@ -91,15 +91,7 @@ const WINDOW_DAYS: u64 = 30;
 
 /// The demo's sources: both simulators, 30-day windows, fast polling.
 fn demo_sources(world: &World, base_url: &str) -> anyhow::Result<Vec<Arc<dyn Source>>> {
-    let ids = |p: Platform| {
-        world
-            .truth(p)
-            .accounts
-            .iter()
-            .map(|a| format!("\"{}\"", a.id))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let ids = |p: Platform| format!("{:?}", world.account_ids(p)).replace(['[', ']'], "");
     let text = format!(
         "[sources.meta]\nbase_url = \"{base_url}\"\naccess_token = {{ env = \"UNUSED\" }}\n\
          accounts = [{}]\nwindow_days = {WINDOW_DAYS}\npoll_interval = \"20ms\"\n\n\

@@ -66,15 +66,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
 /// How to point tidemark at the simulators. The tokens printed are the simulator's own
 /// made-up credentials, not secrets.
 fn print_setup(base: &str, world: &World) {
-    let ids = |p: Platform| {
-        world
-            .truth(p)
-            .accounts
-            .iter()
-            .map(|a| format!("\"{}\"", a.id))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let ids = |p: Platform| format!("{:?}", world.account_ids(p)).replace(['[', ']'], "");
     let c = &world.config;
     outln!("simulators listening on {base} (today is {})", world.now());
     outln!();

@@ -8,10 +8,11 @@
 //! # window_days = 28                   # default: the platform's documented restatement
 //!
 //! [sources.google_ads]
-//! access_token = { env = "GOOGLE_ADS_ACCESS_TOKEN" }
 //! developer_token = { env = "GOOGLE_ADS_DEVELOPER_TOKEN" }
 //! login_customer_id = "111-222-3333"
 //! accounts = ["123-456-7890"]
+//! # access tokens last an hour: give the OAuth client and refresh token instead
+//! oauth = { client_id = "x.apps.googleusercontent.com", client_secret = { env = "S" }, refresh_token = { env = "R" } }
 //! ```
 
 use std::collections::BTreeMap;
@@ -117,7 +118,11 @@ pub struct SourceConfig {
     pub platform: Option<Platform>,
     /// Account ids (Meta `act_…` or digits; Google Ads customer ids with or without dashes).
     pub accounts: Vec<String>,
-    pub access_token: SecretRef,
+    /// The API token (Meta: a system-user token; Google Ads: an OAuth access token, which
+    /// expires within the hour: prefer `oauth`).
+    pub access_token: Option<SecretRef>,
+    /// Google Ads: an OAuth client and refresh token; access tokens are refreshed as needed.
+    pub oauth: Option<OAuthConfig>,
     /// Google Ads developer token.
     pub developer_token: Option<SecretRef>,
     /// Google Ads manager (MCC) account the calls are made through.
@@ -150,6 +155,17 @@ pub struct SourceConfig {
     /// Meta `action_type`s folded into installs / conversions / revenue, first match wins.
     #[serde(default)]
     pub actions: ActionTypes,
+}
+
+/// `[sources.NAME.oauth]`: the refresh-token flow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    pub refresh_token: SecretRef,
+    /// Token endpoint; default Google's.
+    pub token_url: Option<String>,
 }
 
 /// Which Meta `action_type` values count as installs, conversions and revenue. Meta reports
@@ -284,6 +300,25 @@ impl ProjectConfig {
                 if config.accounts.is_empty() {
                     return Err(format!("[sources.{name}]: accounts is empty"));
                 }
+                match (&config.access_token, &config.oauth, platform) {
+                    (Some(_), Some(_), _) => {
+                        return Err(format!(
+                            "[sources.{name}]: give access_token or [sources.{name}.oauth], not both"
+                        ))
+                    }
+                    (None, None, _) => {
+                        return Err(format!(
+                            "[sources.{name}]: no credential: add access_token = {{ env = \"…\" }}{}",
+                            if platform == Platform::GoogleAds { " or an [oauth] section" } else { "" }
+                        ))
+                    }
+                    (None, Some(_), Platform::Meta) => {
+                        return Err(format!(
+                            "[sources.{name}]: Meta takes access_token (a system-user token), not oauth"
+                        ))
+                    }
+                    _ => {}
+                }
                 if platform == Platform::GoogleAds && config.developer_token.is_none() {
                     return Err(format!(
                         "[sources.{name}]: Google Ads needs developer_token = {{ env = \"…\" }}"
@@ -372,6 +407,19 @@ mod tests {
         .sources()
         .unwrap_err();
         assert!(unknown.contains("sources.tiktok"), "{unknown}");
+        let both = ProjectConfig::parse(
+            "[sources.google_ads]\naccess_token = { env = \"T\" }\ndeveloper_token = { env = \"D\" }\naccounts = [\"1\"]\n\
+             oauth = { client_id = \"c\", client_secret = { env = \"S\" }, refresh_token = { env = \"R\" } }\n",
+        )
+        .unwrap()
+        .sources()
+        .unwrap_err();
+        assert!(both.contains("not both"), "{both}");
+        let none = ProjectConfig::parse("[sources.meta]\naccounts = [\"1\"]\n")
+            .unwrap()
+            .sources()
+            .unwrap_err();
+        assert!(none.contains("no credential"), "{none}");
         let duration = ProjectConfig::parse(
             "[sources.meta]\naccess_token = { env = \"T\" }\naccounts = [\"1\"]\nmax_wait = \"soon\"\n",
         )

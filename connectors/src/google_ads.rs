@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::config::{Platform, ResolvedSource};
 use crate::error::{Error, Result};
 use crate::normalize::{self, col, AdRow, Kind, Record, TableSpec};
+use crate::oauth::Credential;
 use crate::raw::Unit;
 use crate::secret::Secret;
 use crate::source::{Page, PageSink, Source, SourceBase};
@@ -86,9 +87,8 @@ pub struct GoogleAdsSource {
     base: SourceBase,
     base_url: String,
     version: String,
-    token: Secret,
+    credential: Credential,
     developer_token: Secret,
-    token_origin: String,
     login_customer_id: Option<String>,
     aliases: BTreeMap<String, String>,
     http: reqwest::Client,
@@ -97,7 +97,7 @@ pub struct GoogleAdsSource {
 impl GoogleAdsSource {
     pub fn new(
         source: &ResolvedSource,
-        token: Secret,
+        credential: Credential,
         developer_token: Secret,
         throttle: Arc<Throttle>,
     ) -> Result<Self> {
@@ -105,9 +105,8 @@ impl GoogleAdsSource {
             base: SourceBase::new(source, throttle),
             base_url: source.base_url(),
             version: source.api_version(),
-            token,
+            credential,
             developer_token,
-            token_origin: source.config.access_token.describe(),
             login_customer_id: source
                 .config
                 .login_customer_id
@@ -116,6 +115,16 @@ impl GoogleAdsSource {
             aliases: source.config.aliases.clone(),
             http: crate::http_client()?,
         })
+    }
+
+    /// `text` without any credential value in it.
+    fn scrub(&self, text: &str, access_token: Option<&Secret>) -> String {
+        let mut secrets = self.credential.secrets();
+        secrets.push(&self.developer_token);
+        secrets.extend(access_token);
+        secrets
+            .into_iter()
+            .fold(text.to_string(), |t, s| crate::scrub(&t, s))
     }
 
     async fn fetch_unit(&self, unit: &Unit, sink: &mut PageSink) -> Result<()> {
@@ -127,7 +136,18 @@ impl GoogleAdsSource {
         let gaql = query(unit);
         let what = format!("POST {path} query={gaql:?}");
         let body = serde_json::json!({ "query": gaql });
-        let origin = self.token_origin.clone();
+        let origin = self.credential.origin().to_string();
+        let token = self
+            .credential
+            .access_token()
+            .await
+            .map_err(|reason| Error::Request {
+                source_name: self.base.name.clone(),
+                request: what.clone(),
+                attempts: 1,
+                reason: self.scrub(&reason, None),
+                last_body: None,
+            })?;
         let response = self
             .base
             .throttle
@@ -137,7 +157,7 @@ impl GoogleAdsSource {
                     let mut request = self
                         .http
                         .post(&url)
-                        .bearer_auth(self.token.expose())
+                        .bearer_auth(token.expose())
                         .header("developer-token", self.developer_token.expose())
                         .json(&body);
                     if let Some(manager) = &self.login_customer_id {
@@ -152,10 +172,7 @@ impl GoogleAdsSource {
                 source_name: self.base.name.clone(),
                 request: what.clone(),
                 attempts: gave_up.attempts,
-                reason: crate::scrub(
-                    &crate::scrub(&gave_up.reason, &self.token),
-                    &self.developer_token,
-                ),
+                reason: self.scrub(&gave_up.reason, Some(&token)),
                 last_body: gave_up.last_body,
             })?;
         sink.land(Page {

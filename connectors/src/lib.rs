@@ -25,6 +25,7 @@ pub mod error;
 pub mod google_ads;
 pub mod meta;
 pub mod normalize;
+pub mod oauth;
 pub mod raw;
 pub mod secret;
 pub mod sim;
@@ -92,8 +93,29 @@ pub fn build_sources_with(
     let mut built: Vec<Arc<dyn Source>> = Vec::new();
     for source in sources {
         let secret = |r: &secret::SecretRef, key: &str| resolve(source, r, key);
-        let token = secret(&source.config.access_token, "access_token")?;
         let c = &source.config;
+        let credential = match (&c.access_token, &c.oauth) {
+            (Some(token), _) => oauth::Credential::Static {
+                token: secret(token, "access_token")?,
+                origin: token.describe(),
+            },
+            (None, Some(o)) => oauth::Credential::Refreshing(oauth::Refresher::new(
+                o.token_url
+                    .clone()
+                    .unwrap_or_else(|| oauth::GOOGLE_TOKEN_URL.to_string()),
+                o.client_id.clone(),
+                secret(&o.client_secret, "oauth.client_secret")?,
+                secret(&o.refresh_token, "oauth.refresh_token")?,
+                o.refresh_token.describe(),
+                http_client()?,
+            )),
+            (None, None) => {
+                return Err(Error::Config(format!(
+                    "[sources.{}]: no credential configured",
+                    source.name
+                )))
+            }
+        };
         let defaults = Limits::default();
         let limits = Limits {
             max_concurrency: c.max_concurrency.unwrap_or(defaults.max_concurrency),
@@ -103,14 +125,22 @@ pub fn build_sources_with(
             base_backoff: c.backoff.unwrap_or(defaults.base_backoff),
             ..defaults
         };
-        let key = format!("{}/{}", source.platform, token.fingerprint());
+        let key = format!("{}/{}", source.platform, credential.fingerprint());
         let throttle = Arc::clone(
             throttles
                 .entry(key.clone())
                 .or_insert_with(|| Arc::new(Throttle::new(key, limits))),
         );
         match source.platform {
-            Platform::Meta => built.push(Arc::new(meta::MetaSource::new(source, token, throttle)?)),
+            Platform::Meta => {
+                let oauth::Credential::Static { token, .. } = credential else {
+                    return Err(Error::Config(format!(
+                        "[sources.{}]: Meta takes access_token",
+                        source.name
+                    )));
+                };
+                built.push(Arc::new(meta::MetaSource::new(source, token, throttle)?))
+            }
             Platform::GoogleAds => {
                 let developer = match &c.developer_token {
                     Some(r) => secret(r, "developer_token")?,
@@ -122,7 +152,7 @@ pub fn build_sources_with(
                     }
                 };
                 built.push(Arc::new(google_ads::GoogleAdsSource::new(
-                    source, token, developer, throttle,
+                    source, credential, developer, throttle,
                 )?))
             }
         }

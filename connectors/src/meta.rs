@@ -119,7 +119,11 @@ impl MetaSource {
             base_url: source.base_url(),
             version: source.api_version(),
             token,
-            token_origin: source.config.access_token.describe(),
+            token_origin: source
+                .config
+                .access_token
+                .as_ref()
+                .map_or_else(String::new, |t| t.describe()),
             poll_interval: source.poll_interval(),
             aliases,
             actions: source.config.actions.clone(),

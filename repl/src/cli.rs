@@ -31,13 +31,35 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the whole flow on a built-in ad-platform simulator: two syncs, a mart, what changed.
+    /// Run the whole flow on the built-in Meta and Google Ads simulators: two syncs, a mart, what changed.
     Demo(DemoArgs),
     /// Run SQL against a warehouse and print the results.
     Sql(SqlArgs),
     /// Replace the slices found in data files (CSV, JSON lines or Parquet) in one commit.
     Load(LoadArgs),
     /// Pull ad platforms' reports for their restatement windows and replace the slices.
+    ///
+    /// Sources and accounts come from `[sources.NAME]` sections of tidemark.toml:
+    ///
+    ///   [sources.meta]
+    ///   access_token = { env = "META_ACCESS_TOKEN" }
+    ///   accounts = ["act_1234567890"]
+    ///
+    ///   [sources.google_ads]
+    ///   developer_token = { env = "GOOGLE_ADS_DEVELOPER_TOKEN" }
+    ///   login_customer_id = "111-222-3333"
+    ///   accounts = ["123-456-7890"]
+    ///
+    ///   [sources.google_ads.oauth]      # or access_token = { env = "…" } (lasts an hour)
+    ///   client_id = "….apps.googleusercontent.com"
+    ///   client_secret = { env = "GOOGLE_ADS_CLIENT_SECRET" }
+    ///   refresh_token = { env = "GOOGLE_ADS_REFRESH_TOKEN" }
+    ///
+    /// Each sync re-pulls the source's restatement window (window_days; defaults: Meta 28,
+    /// Google Ads 90) and replaces every (source, account, day) slice in it atomically. Every
+    /// payload is kept in raw/runs/RUN/ first; payloads that cannot be loaded go to
+    /// raw/quarantine/RUN/ with the reason, and the other slices still load.
+    #[command(verbatim_doc_comment)]
     Sync(SyncArgs),
     /// The built-in platform simulators (Meta, Google Ads) for trying tidemark without accounts.
     Sim(SimArgs),

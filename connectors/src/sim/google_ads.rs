@@ -414,6 +414,50 @@ pub async fn handle(
     response
 }
 
+/// Google's OAuth 2.0 token endpoint, refresh-token grant only: a form with `grant_type`,
+/// `client_id`, `client_secret` and `refresh_token` gets an hour-long access token.
+pub async fn token(
+    axum::extract::State(world): axum::extract::State<std::sync::Arc<World>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(&body).into_owned().collect();
+    let c = &world.config;
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let refuse = |status: StatusCode, error: &str, description: &str| {
+        json_response(
+            status,
+            vec![],
+            &json!({"error": error, "error_description": description}),
+        )
+    };
+    if field("grant_type") != "refresh_token" {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "Invalid grant_type: ",
+        );
+    }
+    if field("client_id") != c.google_client_id || field("client_secret") != c.google_client_secret
+    {
+        return refuse(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
+    }
+    if field("refresh_token") != c.google_refresh_token {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Token has been expired or revoked.",
+        );
+    }
+    world.count(Platform::GoogleAds, |s| s.token_refreshes += 1);
+    json_response(
+        StatusCode::OK,
+        vec![],
+        &json!({"access_token": c.google_token, "expires_in": 3599,
+                "scope": "https://www.googleapis.com/auth/adwords", "token_type": "Bearer"}),
+    )
+}
+
 /// Put `value` at the camelCase path of a GAQL field, skipping zero (proto3 defaults).
 fn put(row: &mut Map<String, Value>, field: &str, value: Value) {
     let zero = matches!(&value, Value::String(s) if s == "0") || value.as_f64() == Some(0.0);

@@ -18,6 +18,8 @@
 //! POST     /_sim/drift   {"platform": "google_ads", "rename": {"from": "costMicros", "to": "spendMicros"}}
 //! GET      /_sim/stats   request and fault counters per platform
 //! ```
+//! `POST /token` is Google's OAuth token endpoint (refresh-token grant), for sources that
+//! refresh their Google Ads access tokens.
 
 pub mod faults;
 pub mod google_ads;
@@ -56,6 +58,10 @@ pub struct SimConfig {
     pub meta_token: String,
     pub google_token: String,
     pub google_developer_token: String,
+    /// The OAuth client and refresh token the simulated Google token endpoint accepts.
+    pub google_client_id: String,
+    pub google_client_secret: String,
+    pub google_refresh_token: String,
     /// Status polls a Meta report run takes to complete.
     pub meta_job_polls: u32,
 }
@@ -69,6 +75,9 @@ impl Default for SimConfig {
             meta_token: "sim-meta-token".into(),
             google_token: "sim-google-token".into(),
             google_developer_token: "sim-developer-token".into(),
+            google_client_id: "sim-client.apps.googleusercontent.com".into(),
+            google_client_secret: "sim-client-secret".into(),
+            google_refresh_token: "sim-refresh-token".into(),
             meta_job_polls: 2,
         }
     }
@@ -84,6 +93,7 @@ pub struct SimStats {
     pub slow: u64,
     pub report_runs: u64,
     pub rows_served: u64,
+    pub token_refreshes: u64,
 }
 
 /// One reported ad-day.
@@ -283,6 +293,7 @@ pub fn router(world: Arc<World>) -> Router {
         .route("/_sim/faults", get(get_faults).post(set_faults))
         .route("/_sim/drift", axum::routing::post(set_drift))
         .route("/_sim/stats", get(get_stats))
+        .route("/token", axum::routing::post(google_ads::token))
         .fallback(platform_request)
         .with_state(world)
 }

@@ -47,6 +47,21 @@ impl Harness {
     /// A simulator at [`TODAY`] and a warehouse, with both sources pulling 30-day windows.
     /// `extra` is appended to each source section (e.g. aliases).
     pub async fn new(backend: Backend, meta_extra: &str, google_extra: &str) -> Self {
+        Self::build(backend, meta_extra, google_extra, None).await
+    }
+
+    /// Like [`Harness::new`], with Google Ads authenticating through OAuth with this refresh
+    /// token (the simulator accepts only its own).
+    pub async fn with_google_oauth(backend: Backend, refresh_token: &str) -> Self {
+        Self::build(backend, "", "", Some(refresh_token)).await
+    }
+
+    async fn build(
+        backend: Backend,
+        meta_extra: &str,
+        google_extra: &str,
+        refresh_token: Option<&str>,
+    ) -> Self {
         let sim = connectors::sim::start_local(SimConfig {
             today: day(TODAY),
             meta_job_polls: 1,
@@ -61,6 +76,16 @@ impl Harness {
             path.display().to_string()
         };
         let c = &sim.world.config;
+        let google_auth = match refresh_token {
+            None => format!("access_token = {{ file = \"{}\" }}", file("google", &c.google_token)),
+            Some(refresh) => format!(
+                "oauth = {{ client_id = \"{}\", client_secret = {{ file = \"{}\" }}, refresh_token = {{ file = \"{}\" }}, token_url = \"{}/token\" }}",
+                c.google_client_id,
+                file("client_secret", &c.google_client_secret),
+                file("refresh", refresh),
+                sim.base_url()
+            ),
+        };
         let text = format!(
             r#"
 [sources.meta]
@@ -75,7 +100,7 @@ request_timeout = "2s"
 
 [sources.google_ads]
 base_url = "{base}"
-access_token = {{ file = "{google}" }}
+{google_auth}
 developer_token = {{ file = "{dev}" }}
 login_customer_id = "999-000-1111"
 accounts = ["123-456-7001", "1234567002"]
@@ -86,7 +111,6 @@ request_timeout = "2s"
 "#,
             base = sim.base_url(),
             meta = file("meta", &c.meta_token),
-            google = file("google", &c.google_token),
             dev = file("dev", &c.google_developer_token),
         );
         let config = ProjectConfig::parse(&text).expect("test config parses");

@@ -20,26 +20,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::project::ProjectArgs;
 
-/// Pull ad platforms' reports into the warehouse.
-///
-/// Sources and accounts come from `[sources.NAME]` sections of tidemark.toml:
-///
-///   [sources.meta]
-///   access_token = { env = "META_ACCESS_TOKEN" }
-///   accounts = ["act_1234567890"]
-///
-///   [sources.google_ads]
-///   access_token = { env = "GOOGLE_ADS_ACCESS_TOKEN" }
-///   developer_token = { env = "GOOGLE_ADS_DEVELOPER_TOKEN" }
-///   login_customer_id = "111-222-3333"
-///   accounts = ["123-456-7890"]
-///
-/// Each sync re-pulls the source's restatement window (window_days; defaults: Meta 28,
-/// Google Ads 90) and replaces every (source, account, day) slice in it atomically. Every
-/// payload is kept in raw/runs/RUN/ first; payloads that cannot be loaded go to
-/// raw/quarantine/RUN/ with the reason, and the other slices still load.
+/// Arguments of `tidemark sync` (the help text is on `cli::Command::Sync`).
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
 pub struct SyncArgs {
     #[command(flatten)]
     pub project: ProjectArgs,

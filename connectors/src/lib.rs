@@ -10,6 +10,7 @@
 //! - [`source`]: the `Source` trait; [`meta`] and [`google_ads`]: the platform clients.
 //! - [`throttle`]: per-credential concurrency caps, platform-signalled waits, retries.
 //! - [`raw`]: landing payloads in `raw/` with a manifest, quarantine, reading runs back.
+//! - [`journal`]: a run's plan and committed jobs under `_tidemark/`, for resuming.
 //! - [`normalize`]: drift-tolerant JSON → Arrow (key case, aliases, added fields, exact decimals).
 //! - [`sync`]: plan → fetch → land → normalize → one commit per table; replay from raw.
 //! - [`sim`]: faithful Meta and Google Ads simulators over a seeded ground truth.
@@ -23,6 +24,7 @@
 pub mod config;
 pub mod error;
 pub mod google_ads;
+pub mod journal;
 pub mod meta;
 pub mod normalize;
 pub mod oauth;

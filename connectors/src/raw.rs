@@ -298,6 +298,42 @@ impl RawStore {
         Ok(body)
     }
 
+    /// The pages of `unit` with their bytes, if every page landed (checksums verified).
+    pub async fn landed(&self, unit: &Unit) -> Result<Option<Vec<(ManifestEntry, Bytes)>>> {
+        use futures::TryStreamExt;
+        let dir = self.unit_dir(unit);
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&Path::from(dir.as_str())))
+            .try_collect()
+            .await
+            .map_err(|e| raw_error(&dir, e))?;
+        if !objects
+            .iter()
+            .any(|o| o.location.filename() == Some("_complete.json"))
+        {
+            return Ok(None);
+        }
+        let mut pages = Vec::new();
+        for object in &objects {
+            let path = object.location.to_string();
+            let name = object.location.filename().unwrap_or_default();
+            if name.ends_with(".json") && !name.starts_with('_') {
+                let data = self.get(&path).await?;
+                let entry: ManifestEntry = serde_json::from_slice(&data)
+                    .map_err(|e| raw_error(&path, format!("not a manifest entry: {e}")))?;
+                let body = Bytes::from(self.read(&entry).await?);
+                pages.push((entry, body));
+            }
+        }
+        pages.sort_by_key(|(e, _)| e.page);
+        let contiguous = pages
+            .iter()
+            .enumerate()
+            .all(|(i, (e, _))| e.page == i as u32);
+        Ok(contiguous.then_some(pages))
+    }
+
     /// Everything run `self.run` landed, by unit.
     pub async fn contents(&self) -> Result<RunContents> {
         use futures::TryStreamExt;

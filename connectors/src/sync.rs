@@ -15,11 +15,11 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use engine::model::AD_PERFORMANCE;
 use engine::{ReplaceReport, SliceKey, Warehouse};
-use futures::StreamExt;
 use serde::Serialize;
 
 use crate::config::Platform;
 use crate::error::{Error, Result};
+use crate::journal::{Journal, Plan};
 use crate::normalize::{self, Provenance, Record};
 use crate::raw::{ManifestEntry, RawStore, Unit};
 use crate::source::{PageSink, Source};
@@ -37,6 +37,15 @@ pub struct SyncOptions {
     pub window: Option<Window>,
     /// Only these accounts (as the API spells them), if given.
     pub accounts: Option<Vec<String>>,
+    /// Jobs in flight at once, across sources (each credential's own cap still applies).
+    pub workers: usize,
+    /// Jobs per commit: loaded jobs of a source are committed in batches of this size.
+    pub commit_every: usize,
+}
+
+impl SyncOptions {
+    pub const DEFAULT_WORKERS: usize = 4;
+    pub const DEFAULT_COMMIT_EVERY: usize = 50;
 }
 
 /// Progress of a sync, for bars in a terminal or log lines.
@@ -83,6 +92,8 @@ pub struct SourceReport {
     pub platform: Platform,
     pub window: Option<Window>,
     pub units: usize,
+    /// Jobs committed by an earlier attempt of the run (skipped on resume).
+    pub already_committed: usize,
     pub loaded_units: usize,
     pub pages: usize,
     pub rows: usize,
@@ -104,6 +115,7 @@ impl SourceReport {
             platform: source.platform(),
             window,
             units: 0,
+            already_committed: 0,
             loaded_units: 0,
             pages: 0,
             rows: 0,
@@ -287,7 +299,8 @@ async fn fetch_unit(source: &dyn Source, raw: &RawStore, unit: Unit) -> Result<U
     }
 }
 
-/// Replace every loaded unit's slices: the per-source table, then `ad_performance`.
+/// Replace a batch of loaded units' slices: the per-source table, then `ad_performance`.
+/// Returns the units and the (table, version) pairs of the two commits.
 async fn commit(
     warehouse: &Warehouse,
     source: &dyn Source,
@@ -295,10 +308,11 @@ async fn commit(
     loaded: Vec<UnitRows>,
     report: &mut SourceReport,
     on_event: &(dyn Fn(SyncEvent<'_>) + Sync),
-) -> Result<()> {
+) -> Result<(Vec<Unit>, Vec<(String, u64)>)> {
     if loaded.is_empty() {
-        return Ok(());
+        return Ok((Vec::new(), Vec::new()));
     }
+    let units: Vec<Unit> = loaded.iter().map(|u| u.unit.clone()).collect();
     let slices: BTreeSet<SliceKey> = loaded
         .iter()
         .flat_map(|u| {
@@ -309,16 +323,16 @@ async fn commit(
                 .collect::<Vec<_>>()
         })
         .collect();
-    report.slices = slices.len();
-    report.loaded_units = loaded.len();
+    report.slices += slices.len();
+    report.loaded_units += loaded.len();
     report.pages += loaded.iter().map(|u| u.pages).sum::<usize>();
-    report.rows = loaded.iter().map(|u| u.ad_batch.num_rows()).sum();
+    report.rows += loaded.iter().map(|u| u.ad_batch.num_rows()).sum::<usize>();
     let (source_batches, ad_batches): (Vec<_>, Vec<_>) = loaded
         .into_iter()
         .map(|u| (u.source_batch, u.ad_batch))
         .unzip();
     let table = source.spec().table;
-    let job = format!("tidemark-sync/{run}/{}", source.name());
+    let job = batch_job_id(run, source.name(), &units);
     let per_source = warehouse
         .replace_slices(table)
         .with_layout(normalize::source_layout())
@@ -342,12 +356,22 @@ async fn commit(
         table: AD_PERFORMANCE,
         version: unified.version,
     });
-    report.commits = vec![
+    let versions = vec![
         (table.to_string(), per_source.version),
         (AD_PERFORMANCE.to_string(), unified.version),
     ];
-    report.replace_reports = vec![per_source, unified];
-    Ok(())
+    report.commits.extend(versions.iter().cloned());
+    report.replace_reports.push(per_source);
+    report.replace_reports.push(unified);
+    Ok((units, versions))
+}
+
+/// The Delta `txn` app id of a batch: the run, the source and which jobs it carries.
+fn batch_job_id(run: &str, source: &str, units: &[Unit]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    units.hash(&mut hasher);
+    format!("tidemark-sync/{run}/{source}/{:016x}", hasher.finish())
 }
 
 fn sort_outcomes(outcomes: Vec<UnitOutcome>, report: &mut SourceReport) -> Vec<UnitRows> {
@@ -374,7 +398,19 @@ fn outcome_label(outcome: &Result<UnitOutcome>) -> (&'static str, usize) {
     }
 }
 
-/// Sync `sources` for their windows as of `options.today`.
+/// Load one job: from `raw/` when all its pages landed in an earlier attempt of the run,
+/// otherwise from the platform.
+async fn run_job(source: Arc<dyn Source>, raw: RawStore, unit: Unit) -> Result<UnitOutcome> {
+    match raw.landed(&unit).await? {
+        Some(pages) => {
+            tracing::info!(unit = %unit, pages = pages.len(), "pages already landed; loading from raw");
+            load_pages(source.as_ref(), &raw, &unit, pages).await
+        }
+        None => fetch_unit(source.as_ref(), &raw, unit).await,
+    }
+}
+
+/// Start a new run: plan the jobs of every source for its window, record the plan, run it.
 pub async fn sync(
     warehouse: &Warehouse,
     sources: &[Arc<dyn Source>],
@@ -382,59 +418,147 @@ pub async fn sync(
     options: &SyncOptions,
     on_event: &(dyn Fn(SyncEvent<'_>) + Sync),
 ) -> Result<SyncReport> {
-    let raw = RawStore::new(warehouse.storage().store(), &options.run)?;
-    let mut reports = Vec::new();
-    for (source, window) in sources.iter().zip(windows) {
-        let started = Instant::now();
-        let before = source.throttle().stats();
+    let jobs = sources
+        .iter()
+        .zip(windows)
+        .flat_map(|(source, window)| source.plan(*window))
+        .filter(|u| {
+            options
+                .accounts
+                .as_ref()
+                .is_none_or(|only| only.contains(&u.account))
+        })
+        .collect();
+    let plan = Plan {
+        run: options.run.clone(),
+        today: options.today,
+        created_at: chrono::Utc::now(),
+        sources: sources
+            .iter()
+            .zip(windows)
+            .map(|(s, w)| (s.name().to_string(), *w))
+            .collect(),
+        jobs,
+    };
+    let journal = Journal::new(warehouse.storage().store(), &options.run)?;
+    journal.start(&plan).await?;
+    execute(warehouse, sources, &plan, &journal, options, on_event).await
+}
+
+/// Resume run `run` where it stopped: its committed jobs are skipped, the others run again.
+pub async fn resume(
+    warehouse: &Warehouse,
+    sources: &[Arc<dyn Source>],
+    run: &str,
+    options: &SyncOptions,
+    on_event: &(dyn Fn(SyncEvent<'_>) + Sync),
+) -> Result<SyncReport> {
+    let journal = Journal::new(warehouse.storage().store(), run)?;
+    let plan = journal.plan().await?;
+    execute(warehouse, sources, &plan, &journal, options, on_event).await
+}
+
+/// Run a plan's outstanding jobs with `options.workers` in flight, committing each source's
+/// loaded jobs in batches of `options.commit_every` and marking them in the journal.
+async fn execute(
+    warehouse: &Warehouse,
+    sources: &[Arc<dyn Source>],
+    plan: &Plan,
+    journal: &Journal,
+    options: &SyncOptions,
+    on_event: &(dyn Fn(SyncEvent<'_>) + Sync),
+) -> Result<SyncReport> {
+    let started = Instant::now();
+    let raw = RawStore::new(warehouse.storage().store(), &plan.run)?;
+    let done = journal.committed().await?;
+    let mut planned: Vec<(Arc<dyn Source>, SourceReport, Vec<Unit>)> = Vec::new();
+    for (name, window) in &plan.sources {
+        let source = sources.iter().find(|s| s.name() == name).ok_or_else(|| {
+            Error::Config(format!(
+                "run {} has jobs of source {name:?}, which is not configured (or not selected)",
+                plan.run
+            ))
+        })?;
         let mut report = SourceReport::new(source.as_ref(), Some(*window));
-        let units: Vec<Unit> = source
-            .plan(*window)
-            .into_iter()
-            .filter(|u| {
-                options
-                    .accounts
-                    .as_ref()
-                    .is_none_or(|only| only.contains(&u.account))
-            })
+        let jobs: Vec<Unit> = plan
+            .jobs
+            .iter()
+            .filter(|u| &u.source == name)
+            .cloned()
             .collect();
-        report.units = units.len();
+        report.units = jobs.len();
+        let todo: Vec<Unit> = jobs.into_iter().filter(|u| !done.contains(u)).collect();
+        report.already_committed = report.units - todo.len();
         on_event(SyncEvent::Planned {
-            source: source.name(),
-            units: units.len(),
+            source: name,
+            units: report.units,
         });
-        let concurrency = source.throttle().limits().max_concurrency.max(1);
-        let outcomes: Vec<UnitOutcome> = futures::stream::iter(units)
-            .map(|unit| {
-                let source = Arc::clone(source);
-                let raw = raw.clone();
-                async move {
-                    let outcome = fetch_unit(source.as_ref(), &raw, unit.clone()).await;
-                    let (label, rows) = outcome_label(&outcome);
-                    on_event(SyncEvent::UnitDone {
-                        source: source.name(),
-                        unit: &unit,
-                        rows,
-                        outcome: label,
-                    });
-                    outcome
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_>>()?;
-        let loaded = sort_outcomes(outcomes, &mut report);
-        commit(
-            warehouse,
-            source.as_ref(),
-            &options.run,
-            loaded,
-            &mut report,
-            on_event,
-        )
-        .await?;
+        planned.push((Arc::clone(source), report, todo));
+    }
+    let before: Vec<StatsSnapshot> = planned
+        .iter()
+        .map(|(s, _, _)| s.throttle().stats())
+        .collect();
+    let workers = Arc::new(tokio::sync::Semaphore::new(options.workers.max(1)));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut remaining: Vec<usize> = Vec::new();
+    for (index, (source, _, todo)) in planned.iter().enumerate() {
+        remaining.push(todo.len());
+        for unit in todo {
+            let (source, raw, tx, workers, unit) = (
+                Arc::clone(source),
+                raw.clone(),
+                tx.clone(),
+                Arc::clone(&workers),
+                unit.clone(),
+            );
+            tasks.spawn(async move {
+                let _permit = workers
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closed");
+                let outcome = run_job(source, raw, unit.clone()).await;
+                let _ = tx.send((index, unit, outcome));
+            });
+        }
+    }
+    drop(tx);
+    let mut pending: Vec<Vec<UnitRows>> = planned.iter().map(|_| Vec::new()).collect();
+    let batch = options.commit_every.max(1);
+    while let Some((index, unit, outcome)) = rx.recv().await {
+        let (label, rows) = outcome_label(&outcome);
+        let (source, report, _) = &mut planned[index];
+        on_event(SyncEvent::UnitDone {
+            source: source.name(),
+            unit: &unit,
+            rows,
+            outcome: label,
+        });
+        match outcome? {
+            UnitOutcome::Loaded(rows) => pending[index].push(rows),
+            UnitOutcome::Quarantined(q) => report.quarantined.push(q),
+            UnitOutcome::Failed(f) => report.failed.push(f),
+        }
+        remaining[index] -= 1;
+        if pending[index].len() >= batch || remaining[index] == 0 {
+            let mut loaded = std::mem::take(&mut pending[index]);
+            loaded.sort_by(|a, b| a.unit.cmp(&b.unit));
+            let (units, versions) = commit(
+                warehouse,
+                source.as_ref(),
+                &plan.run,
+                loaded,
+                report,
+                on_event,
+            )
+            .await?;
+            journal.mark_committed(&units, &versions).await?;
+            report.seconds = started.elapsed().as_secs_f64();
+        }
+    }
+    let mut reports = Vec::new();
+    for ((source, mut report, _), before) in planned.into_iter().zip(before) {
         let after = source.throttle().stats();
         report.http = StatsSnapshot {
             requests: after.requests - before.requests,
@@ -442,23 +566,13 @@ pub async fn sync(
             retried: after.retried - before.retried,
             waited_ms: after.waited_ms - before.waited_ms,
         };
-        report.seconds = started.elapsed().as_secs_f64();
-        tracing::info!(
-            source = source.name(),
-            units = report.units,
-            loaded = report.loaded_units,
-            rows = report.rows,
-            requests = report.http.requests,
-            throttled = report.http.throttled,
-            quarantined = report.quarantined.len(),
-            failed = report.failed.len(),
-            seconds = report.seconds,
-            "source synced"
-        );
+        report.quarantined.sort_by(|a, b| a.unit.cmp(&b.unit));
+        report.failed.sort_by(|a, b| a.unit.cmp(&b.unit));
+        tracing::info!(source = %report.source, units = report.units, already_committed = report.already_committed, loaded = report.loaded_units, rows = report.rows, requests = report.http.requests, throttled = report.http.throttled, quarantined = report.quarantined.len(), failed = report.failed.len(), seconds = report.seconds, "source synced");
         reports.push(report);
     }
     Ok(SyncReport {
-        run: options.run.clone(),
+        run: plan.run.clone(),
         replay: false,
         sources: reports,
         incomplete: Vec::new(),

@@ -4,7 +4,8 @@
 //! reaches that point and then wait forever; a crash-safety test kills it with SIGKILL at that
 //! moment. With `TIDEMARK_FAILPOINT_RELEASE=<file>` as well, the process waits only until that
 //! file exists and then goes on: a test holds several writers at the same point and releases
-//! them together to force a race. Unset (the normal case) a failpoint costs one environment
+//! them together to force a race. `<name>#N` freezes at the N-th time the point is reached
+//! (e.g. the third commit of a sync). Unset (the normal case) a failpoint costs one environment
 //! lookup.
 
 use std::io::Write;
@@ -24,9 +25,34 @@ pub const BEFORE_COMMIT: &str = "replace.before-commit";
 /// The commit is in the log; the caller has not been told.
 pub const AFTER_COMMIT: &str = "replace.after-commit";
 
+/// Times each armed failpoint has been reached in this process.
+static HITS: std::sync::Mutex<Option<std::collections::HashMap<String, u64>>> =
+    std::sync::Mutex::new(None);
+
+/// Whether reaching `name` now should freeze: the armed spec is `name` or `name#N`.
+fn armed(name: &str) -> bool {
+    let Ok(spec) = std::env::var(ENV) else {
+        return false;
+    };
+    let (point, nth) = match spec.split_once('#') {
+        Some((point, n)) => (point.to_string(), n.parse::<u64>().unwrap_or(1)),
+        None => (spec, 1),
+    };
+    if point != name {
+        return false;
+    }
+    let mut hits = HITS.lock().unwrap_or_else(|e| e.into_inner());
+    let count = hits
+        .get_or_insert_with(Default::default)
+        .entry(point)
+        .or_insert(0);
+    *count += 1;
+    *count == nth
+}
+
 /// Freeze here if this failpoint is armed.
 pub async fn hit(name: &str) {
-    if std::env::var(ENV).is_ok_and(|armed| armed == name) {
+    if armed(name) {
         let mut stderr = std::io::stderr();
         let _ = writeln!(stderr, "FAILPOINT {name}");
         let _ = stderr.flush();

@@ -138,6 +138,8 @@ request_timeout = "2s"
             today,
             window: None,
             accounts: None,
+            workers: SyncOptions::DEFAULT_WORKERS,
+            commit_every: SyncOptions::DEFAULT_COMMIT_EVERY,
         };
         connectors::sync::sync(&self.warehouse, &self.sources, &windows, &options, &|_| {})
             .await

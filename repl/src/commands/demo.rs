@@ -229,6 +229,8 @@ async fn sync_step(
         today,
         window: None,
         accounts: None,
+        workers: SyncOptions::DEFAULT_WORKERS,
+        commit_every: SyncOptions::DEFAULT_COMMIT_EVERY,
     };
     let windows = vec![window; sources.len()];
     let report = connectors::sync::sync(warehouse, sources, &windows, &options, &|_| {}).await?;

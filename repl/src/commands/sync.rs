@@ -47,8 +47,21 @@ pub struct SyncArgs {
     pub today: Option<NaiveDate>,
 
     /// Name the run (default: UTC time plus a random suffix).
-    #[arg(long, conflicts_with = "replay")]
+    #[arg(long, conflicts_with_all = ["replay", "resume"])]
     pub run: Option<String>,
+
+    /// Resume run RUN where it stopped (after a crash or kill): committed jobs are skipped,
+    /// jobs whose pages all landed load from raw/, the rest are fetched again.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["replay", "from", "to", "today"])]
+    pub resume: Option<String>,
+
+    /// Jobs (account × chunk of days) in flight at once, across sources.
+    #[arg(long, default_value_t = SyncOptions::DEFAULT_WORKERS, env = "TIDEMARK_WORKERS")]
+    pub workers: usize,
+
+    /// Jobs per commit: each source's loaded jobs are committed in batches of this size.
+    #[arg(long, default_value_t = SyncOptions::DEFAULT_COMMIT_EVERY)]
+    pub commit_every: usize,
 
     /// Rebuild the tables from run RUN's payloads in raw/ (no network, no credentials).
     #[arg(long, value_name = "RUN")]
@@ -180,9 +193,20 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let warehouse = args.project.open(&config).await?;
     let progress = Progress::new();
     let on_event = |e: SyncEvent<'_>| progress.on_event(e);
-    let report = match &args.replay {
-        Some(run) => connectors::sync::replay(&warehouse, &clients, run, &on_event).await?,
-        None => {
+    let report = match (&args.replay, &args.resume) {
+        (Some(run), _) => connectors::sync::replay(&warehouse, &clients, run, &on_event).await?,
+        (None, Some(run)) => {
+            let options = SyncOptions {
+                run: run.clone(),
+                today: chrono::Utc::now().date_naive(),
+                window: None,
+                accounts: None,
+                workers: args.workers,
+                commit_every: args.commit_every,
+            };
+            connectors::sync::resume(&warehouse, &clients, run, &options, &on_event).await?
+        }
+        (None, None) => {
             let today = args
                 .today
                 .unwrap_or_else(|| chrono::Utc::now().date_naive());
@@ -212,6 +236,8 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                 today,
                 window: explicit,
                 accounts,
+                workers: args.workers,
+                commit_every: args.commit_every,
             };
             connectors::sync::sync(&warehouse, &clients, &windows, &options, &on_event).await?
         }
@@ -252,7 +278,7 @@ fn print_summary(report: &SyncReport) {
             "{:<12} {:>23} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8}  {}",
             s.source,
             window,
-            format!("{}/{}", s.loaded_units, s.units),
+            format!("{}/{}", s.loaded_units + s.already_committed, s.units),
             s.rows,
             s.slices,
             s.http.requests,
@@ -266,6 +292,14 @@ fn print_summary(report: &SyncReport) {
         );
     }
     for s in &report.sources {
+        if s.already_committed > 0 {
+            crate::outln!(
+                "{}: {} of {} jobs were committed by an earlier attempt and skipped",
+                s.source,
+                s.already_committed,
+                s.units
+            );
+        }
         for q in &s.quarantined {
             crate::outln!(
                 "QUARANTINED {} page {}: {} (kept in {})",

@@ -3,6 +3,7 @@
 mod crash;
 mod demo;
 mod interop;
+mod resume;
 mod support;
 mod sync;
 mod writers;

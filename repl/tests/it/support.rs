@@ -62,7 +62,14 @@ pub fn hold_at_failpoint(cmd: &mut Command, failpoint: &str) -> Child {
         let _ = tx.send(Err(lines.join("\n")));
     });
     match rx.recv_timeout(FAILPOINT_TIMEOUT) {
-        Ok(Ok(line)) => assert_eq!(line, format!("FAILPOINT {failpoint}")),
+        // `name#N` arms the N-th hit of `name`; the process prints the name.
+        Ok(Ok(line)) => assert_eq!(
+            line,
+            format!(
+                "FAILPOINT {}",
+                failpoint.split('#').next().unwrap_or(failpoint)
+            )
+        ),
         Ok(Err(stderr)) => panic!("tidemark exited before reaching {failpoint}: {stderr}"),
         Err(_) => panic!("tidemark did not reach {failpoint} within {FAILPOINT_TIMEOUT:?}"),
     }

@@ -1,0 +1,206 @@
+//! The sync journal under `_tidemark/runs/<run>/`: what a run planned and which of its jobs
+//! are committed, so a sync killed at any point can be resumed (`tidemark sync --resume RUN`):
+//! committed jobs are skipped, jobs whose pages all landed are loaded from `raw/` without
+//! calling the platform, and the rest are fetched again.
+//!
+//! ```text
+//! _tidemark/runs/<run>/plan.json                         run, today, each source's window, every job
+//! _tidemark/runs/<run>/jobs/<source>/<account>/<since>_<until>.json   a committed job
+//! ```
+//! A job is marked committed only after both of its tables' commits landed; a crash between a
+//! commit and its mark redoes the job, which replaces the same slices with the same rows.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::raw::Unit;
+use crate::window::Window;
+
+/// What a run set out to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub run: String,
+    pub today: NaiveDate,
+    pub created_at: DateTime<Utc>,
+    /// Each source's window, in sync order.
+    pub sources: Vec<(String, Window)>,
+    pub jobs: Vec<Unit>,
+}
+
+/// A committed job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Committed {
+    pub unit: Unit,
+    pub committed_at: DateTime<Utc>,
+    /// (table, version) of the commits that carried it.
+    pub versions: Vec<(String, u64)>,
+}
+
+/// The journal of one run.
+#[derive(Clone)]
+pub struct Journal {
+    store: Arc<dyn ObjectStore>,
+    run: String,
+}
+
+fn journal_error(path: &str, e: impl std::fmt::Display) -> Error {
+    Error::Raw {
+        path: path.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl Journal {
+    pub fn new(store: Arc<dyn ObjectStore>, run: &str) -> Result<Self> {
+        crate::raw::validate_run_id(run)?;
+        Ok(Journal {
+            store,
+            run: run.to_string(),
+        })
+    }
+
+    fn dir(&self) -> String {
+        format!("_tidemark/runs/{}", self.run)
+    }
+
+    /// Record the plan of a new run; a run id already used is refused.
+    pub async fn start(&self, plan: &Plan) -> Result<()> {
+        let path = format!("{}/plan.json", self.dir());
+        let body = serde_json::to_vec_pretty(plan).expect("plans serialize");
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&Path::from(path.as_str()), PutPayload::from(body), options)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(Error::Config(format!(
+                "run {} already exists; resume it with --resume {} or choose another --run",
+                self.run, self.run
+            ))),
+            Err(e) => Err(journal_error(&path, e)),
+        }
+    }
+
+    /// The plan of this run.
+    pub async fn plan(&self) -> Result<Plan> {
+        let path = format!("{}/plan.json", self.dir());
+        let data = match self.store.get(&Path::from(path.as_str())).await {
+            Ok(result) => result.bytes().await.map_err(|e| journal_error(&path, e))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::Config(format!(
+                    "no run {} in this warehouse (runs are under _tidemark/runs/)",
+                    self.run
+                )))
+            }
+            Err(e) => return Err(journal_error(&path, e)),
+        };
+        serde_json::from_slice(&data)
+            .map_err(|e| journal_error(&path, format!("unreadable plan: {e}")))
+    }
+
+    fn job_path(&self, unit: &Unit) -> String {
+        format!(
+            "{}/jobs/{}/{}/{}_{}.json",
+            self.dir(),
+            unit.source,
+            unit.account,
+            unit.since,
+            unit.until
+        )
+    }
+
+    /// Mark jobs committed.
+    pub async fn mark_committed(&self, units: &[Unit], versions: &[(String, u64)]) -> Result<()> {
+        let now = Utc::now();
+        for unit in units {
+            let path = self.job_path(unit);
+            let record = Committed {
+                unit: unit.clone(),
+                committed_at: now,
+                versions: versions.to_vec(),
+            };
+            self.store
+                .put(
+                    &Path::from(path.as_str()),
+                    PutPayload::from(serde_json::to_vec_pretty(&record).expect("serializes")),
+                )
+                .await
+                .map_err(|e| journal_error(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// The jobs of this run already committed.
+    pub async fn committed(&self) -> Result<BTreeSet<Unit>> {
+        use futures::TryStreamExt;
+        let prefix = format!("{}/jobs/", self.dir());
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&Path::from(prefix.as_str())))
+            .try_collect()
+            .await
+            .map_err(|e| journal_error(&prefix, e))?;
+        let mut done = BTreeSet::new();
+        for object in objects {
+            let path = object.location.to_string();
+            let data = self
+                .store
+                .get(&object.location)
+                .await
+                .map_err(|e| journal_error(&path, e))?
+                .bytes()
+                .await
+                .map_err(|e| journal_error(&path, e))?;
+            let record: Committed = serde_json::from_slice(&data)
+                .map_err(|e| journal_error(&path, format!("unreadable job record: {e}")))?;
+            done.insert(record.unit);
+        }
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn plans_are_written_once_and_committed_jobs_listed() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let journal = Journal::new(store, "r1").unwrap();
+        let w = Window::new("2026-11-01".parse().unwrap(), "2026-11-07".parse().unwrap()).unwrap();
+        let plan = Plan {
+            run: "r1".into(),
+            today: "2026-11-08".parse().unwrap(),
+            created_at: Utc::now(),
+            sources: vec![("meta".into(), w)],
+            jobs: vec![Unit::new("meta", "1", w), Unit::new("meta", "2", w)],
+        };
+        journal.start(&plan).await.unwrap();
+        let again = journal.start(&plan).await.unwrap_err().to_string();
+        assert!(again.contains("--resume r1"), "{again}");
+        assert_eq!(journal.plan().await.unwrap(), plan);
+        journal
+            .mark_committed(&plan.jobs[1..], &[("t".into(), 3)])
+            .await
+            .unwrap();
+        assert_eq!(
+            journal
+                .committed()
+                .await
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec![plan.jobs[1].clone()]
+        );
+    }
+}

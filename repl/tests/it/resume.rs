@@ -1,0 +1,169 @@
+//! A sync killed with SIGKILL between commits resumes with `--resume RUN`: the jobs it had
+//! committed are skipped, the rest are loaded (from raw when their pages had landed), and
+//! nothing is lost or doubled.
+
+use std::path::Path;
+use std::process::Command;
+
+use connectors::config::Platform;
+use connectors::sim::SimConfig;
+use connectors::Window;
+
+use crate::support::kill_at_failpoint;
+
+fn tidemark(project: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
+    let c = SimConfig::default();
+    cmd.env("RUST_LOG", "warn")
+        .env_remove("TIDEMARK_WAREHOUSE")
+        .env_remove("TIDEMARK_FAILPOINT")
+        .env("TIDEMARK_PROJECT", project)
+        .env("SIM_META_TOKEN", c.meta_token)
+        .env("SIM_GOOGLE_TOKEN", c.google_token)
+        .env("SIM_DEV_TOKEN", c.google_developer_token);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sync_resumes_without_redoing_or_doubling() {
+    let sim = connectors::sim::start_local(SimConfig {
+        today: "2026-11-20".parse().unwrap(),
+        meta_job_polls: 1,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("tidemark.toml"),
+        format!(
+            r#"
+warehouse = "wh"
+
+[sources.meta]
+base_url = "{base}"
+access_token = {{ env = "SIM_META_TOKEN" }}
+accounts = ["1000000001", "1000000002"]
+window_days = 14
+poll_interval = "5ms"
+
+[sources.google_ads]
+base_url = "{base}"
+access_token = {{ env = "SIM_GOOGLE_TOKEN" }}
+developer_token = {{ env = "SIM_DEV_TOKEN" }}
+accounts = ["1234567001", "1234567002"]
+window_days = 14
+chunk_days = 7
+"#,
+            base = sim.base_url()
+        ),
+    )
+    .unwrap();
+
+    // 8 jobs, one commit pair each; frozen at the third commit (the first job is committed
+    // and journaled, the second is half-way) and killed.
+    let p = project.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = tidemark(&p);
+        cmd.args([
+            "sync",
+            "--today",
+            "2026-11-20",
+            "--run",
+            "killed",
+            "--commit-every",
+            "1",
+            "--workers",
+            "2",
+        ]);
+        kill_at_failpoint(&mut cmd, "replace.after-commit#3");
+    })
+    .await
+    .unwrap();
+
+    let p = project.path().to_path_buf();
+    let resumed = tokio::task::spawn_blocking(move || {
+        tidemark(&p)
+            .args([
+                "sync",
+                "--resume",
+                "killed",
+                "--commit-every",
+                "1",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&resumed.stdout),
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    let sources = report["sources"].as_array().unwrap();
+    let sum = |key: &str| {
+        sources
+            .iter()
+            .map(|s| s[key].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(sum("units"), 8, "{report:#}");
+    assert_eq!(
+        sum("already_committed"),
+        1,
+        "the committed job is skipped: {report:#}"
+    );
+    assert_eq!(sum("loaded_units"), 7, "{report:#}");
+    let commits: usize = sources
+        .iter()
+        .map(|s| s["commits"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(
+        commits, 14,
+        "two commits for each of the 7 remaining jobs only"
+    );
+
+    // Every row the platforms report for the window is there exactly once.
+    let window = Window::trailing_days("2026-11-20".parse().unwrap(), 14);
+    let expected: usize = [Platform::Meta, Platform::GoogleAds]
+        .into_iter()
+        .map(|platform| {
+            sim.world
+                .account_ids(platform)
+                .iter()
+                .map(|a| {
+                    sim.world
+                        .reported(platform, a, window, sim.world.now())
+                        .len()
+                })
+                .sum::<usize>()
+        })
+        .sum();
+    let p = project.path().to_path_buf();
+    let counted = tokio::task::spawn_blocking(move || {
+        tidemark(&p)
+            .args(["sql", "-w"])
+            .arg(p.join("wh"))
+            .args([
+                "--format",
+                "csv",
+                "-c",
+                "SELECT count(*) AS n, count(DISTINCT concat(source, '/', account_id, '/', CAST(date AS VARCHAR), '/', ad_id)) AS d FROM ad_performance",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&counted.stdout).trim(),
+        format!("n,d\n{expected},{expected}"),
+        "{}",
+        String::from_utf8_lossy(&counted.stderr)
+    );
+}

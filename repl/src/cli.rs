@@ -61,6 +61,11 @@ pub enum Command {
     /// raw/quarantine/RUN/ with the reason, and the other slices still load.
     #[command(verbatim_doc_comment)]
     Sync(SyncArgs),
+    /// Pull a historical range (beyond the restatement window) in resumable chunks.
+    ///
+    /// The range is split into jobs of each source's chunk_days per account and loaded like a
+    /// sync; an interrupted backfill continues with `tidemark sync --resume RUN`.
+    Backfill(crate::commands::sync::BackfillArgs),
     /// The built-in platform simulators (Meta, Google Ads) for trying tidemark without accounts.
     Sim(SimArgs),
 }

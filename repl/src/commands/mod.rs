@@ -17,6 +17,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sql(args) => sql::run(args).await,
         Command::Load(args) => load::run(args).await,
         Command::Sync(args) => sync::run(args).await,
+        Command::Backfill(args) => sync::backfill(args).await,
         Command::Sim(args) => sim::run(args).await,
     }
 }

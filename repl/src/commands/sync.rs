@@ -231,8 +231,10 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                     })
                     .collect()
             });
+            let run = args.run.clone().unwrap_or_else(connectors::raw::new_run_id);
+            eprintln!("run {run} (if it is interrupted: tidemark sync --resume {run})");
             let options = SyncOptions {
-                run: args.run.clone().unwrap_or_else(connectors::raw::new_run_id),
+                run,
                 today,
                 window: explicit,
                 accounts,
@@ -318,4 +320,66 @@ fn print_summary(report: &SyncReport) {
             "INCOMPLETE {u}: the run was cut short before every page landed; not replayed"
         );
     }
+}
+
+/// Arguments of `tidemark backfill`.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+
+    /// First day of the range.
+    #[arg(long)]
+    pub from: NaiveDate,
+
+    /// Last day of the range.
+    #[arg(long)]
+    pub to: NaiveDate,
+
+    /// Only this source (repeatable).
+    #[arg(long = "source", short = 's')]
+    pub sources: Vec<String>,
+
+    /// Only this account (repeatable; as written in tidemark.toml).
+    #[arg(long = "account", short = 'a')]
+    pub accounts: Vec<String>,
+
+    /// Name the run (default: UTC time plus a random suffix); resume it with
+    /// `tidemark sync --resume RUN`.
+    #[arg(long)]
+    pub run: Option<String>,
+
+    /// Jobs (account × chunk of days) in flight at once, across sources.
+    #[arg(long, default_value_t = SyncOptions::DEFAULT_WORKERS, env = "TIDEMARK_WORKERS")]
+    pub workers: usize,
+
+    /// Jobs per commit.
+    #[arg(long, default_value_t = SyncOptions::DEFAULT_COMMIT_EVERY)]
+    pub commit_every: usize,
+
+    /// Summary format on stdout.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub format: SummaryFormat,
+}
+
+/// `tidemark backfill`: a sync of an explicit historical range, in the same resumable jobs.
+pub async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
+    if args.from > args.to {
+        bail!("--from {} is after --to {}", args.from, args.to);
+    }
+    run(SyncArgs {
+        project: args.project,
+        sources: args.sources,
+        accounts: args.accounts,
+        from: Some(args.from),
+        to: Some(args.to),
+        today: None,
+        run: args.run,
+        replay: None,
+        resume: None,
+        workers: args.workers,
+        commit_every: args.commit_every,
+        format: args.format,
+    })
+    .await
 }

@@ -24,15 +24,8 @@ fn tidemark(project: &Path) -> Command {
     cmd
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_sync_resumes_without_redoing_or_doubling() {
-    let sim = connectors::sim::start_local(SimConfig {
-        today: "2026-11-20".parse().unwrap(),
-        meta_job_polls: 1,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+/// A project whose sources are the simulators' (14-day windows, weekly Google chunks).
+fn project_for(sim: &connectors::sim::RunningSim) -> tempfile::TempDir {
     let project = tempfile::tempdir().unwrap();
     std::fs::write(
         project.path().join("tidemark.toml"),
@@ -59,6 +52,66 @@ chunk_days = 7
         ),
     )
     .unwrap();
+
+    project
+}
+
+/// Rows the simulators report for `window` today.
+fn reported_rows(sim: &connectors::sim::RunningSim, window: Window) -> usize {
+    [Platform::Meta, Platform::GoogleAds]
+        .into_iter()
+        .map(|platform| {
+            sim.world
+                .account_ids(platform)
+                .iter()
+                .map(|a| {
+                    sim.world
+                        .reported(platform, a, window, sim.world.now())
+                        .len()
+                })
+                .sum::<usize>()
+        })
+        .sum()
+}
+
+/// `count(*)` and distinct (source, account, day, ad) of ad_performance, as "n,d".
+async fn counts(project: &Path, filter: &str) -> String {
+    let p = project.to_path_buf();
+    let sql = format!(
+        "SELECT count(*) AS n, count(DISTINCT concat(source, '/', account_id, '/', CAST(date AS VARCHAR), '/', ad_id)) AS d FROM ad_performance WHERE {filter}"
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        tidemark(&p)
+            .args(["sql", "-w"])
+            .arg(p.join("wh"))
+            .args(["--format", "csv", "-c", &sql])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sync_resumes_without_redoing_or_doubling() {
+    let sim = connectors::sim::start_local(SimConfig {
+        today: "2026-11-20".parse().unwrap(),
+        meta_job_polls: 1,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let project = project_for(&sim);
 
     // 8 jobs, one commit pair each; frozen at the third commit (the first job is committed
     // and journaled, the second is half-way) and killed.
@@ -130,40 +183,59 @@ chunk_days = 7
 
     // Every row the platforms report for the window is there exactly once.
     let window = Window::trailing_days("2026-11-20".parse().unwrap(), 14);
-    let expected: usize = [Platform::Meta, Platform::GoogleAds]
-        .into_iter()
-        .map(|platform| {
-            sim.world
-                .account_ids(platform)
-                .iter()
-                .map(|a| {
-                    sim.world
-                        .reported(platform, a, window, sim.world.now())
-                        .len()
-                })
-                .sum::<usize>()
-        })
-        .sum();
+    let expected = reported_rows(&sim, window);
+    assert_eq!(
+        counts(project.path(), "true").await,
+        format!("{expected},{expected}")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_loads_a_historical_range_in_chunks() {
+    let sim = connectors::sim::start_local(SimConfig {
+        today: "2026-11-20".parse().unwrap(),
+        meta_job_polls: 1,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let project = project_for(&sim);
     let p = project.path().to_path_buf();
-    let counted = tokio::task::spawn_blocking(move || {
+    let out = tokio::task::spawn_blocking(move || {
         tidemark(&p)
-            .args(["sql", "-w"])
-            .arg(p.join("wh"))
             .args([
+                "backfill",
+                "--from",
+                "2026-07-01",
+                "--to",
+                "2026-08-31",
                 "--format",
-                "csv",
-                "-c",
-                "SELECT count(*) AS n, count(DISTINCT concat(source, '/', account_id, '/', CAST(date AS VARCHAR), '/', ad_id)) AS d FROM ad_performance",
+                "json",
             ])
             .output()
             .unwrap()
     })
     .await
     .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&counted.stdout).trim(),
-        format!("n,d\n{expected},{expected}"),
+    assert!(
+        out.status.success(),
         "{}",
-        String::from_utf8_lossy(&counted.stderr)
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 62 days: 9 weekly chunks per account for both sources (chunk_days 7), 2 accounts each.
+    for source in report["sources"].as_array().unwrap() {
+        assert_eq!(source["units"], 18, "{source:#}");
+        assert_eq!(source["loaded_units"], 18, "{source:#}");
+    }
+    let window = Window::new("2026-07-01".parse().unwrap(), "2026-08-31".parse().unwrap()).unwrap();
+    let expected = reported_rows(&sim, window);
+    assert_eq!(
+        counts(
+            project.path(),
+            "date BETWEEN DATE '2026-07-01' AND DATE '2026-08-31'"
+        )
+        .await,
+        format!("{expected},{expected}")
     );
 }

@@ -142,6 +142,11 @@ impl Journal {
 
     /// The jobs of this run already committed.
     pub async fn committed(&self) -> Result<BTreeSet<Unit>> {
+        Ok(self.records().await?.into_iter().map(|r| r.unit).collect())
+    }
+
+    /// The records of this run's committed jobs.
+    pub async fn records(&self) -> Result<Vec<Committed>> {
         use futures::TryStreamExt;
         let prefix = format!("{}/jobs/", self.dir());
         let objects: Vec<_> = self
@@ -150,7 +155,7 @@ impl Journal {
             .try_collect()
             .await
             .map_err(|e| journal_error(&prefix, e))?;
-        let mut done = BTreeSet::new();
+        let mut done = Vec::new();
         for object in objects {
             let path = object.location.to_string();
             let data = self
@@ -163,9 +168,25 @@ impl Journal {
                 .map_err(|e| journal_error(&path, e))?;
             let record: Committed = serde_json::from_slice(&data)
                 .map_err(|e| journal_error(&path, format!("unreadable job record: {e}")))?;
-            done.insert(record.unit);
+            done.push(record);
         }
         Ok(done)
+    }
+
+    /// Every run this warehouse has a journal for, oldest first (run ids sort by time).
+    pub async fn runs(store: &Arc<dyn ObjectStore>) -> Result<Vec<String>> {
+        let prefix = "_tidemark/runs/";
+        let listing = store
+            .list_with_delimiter(Some(&Path::from(prefix)))
+            .await
+            .map_err(|e| journal_error(prefix, e))?;
+        let mut runs: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        runs.sort();
+        Ok(runs)
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`journal`]: a run's plan and committed jobs under `_tidemark/`, for resuming.
 //! - [`normalize`]: drift-tolerant JSON → Arrow (key case, aliases, added fields, exact decimals).
 //! - [`sync`]: plan → fetch → land → normalize → one commit per table; replay from raw.
+//! - [`status`]: freshness, unfinished jobs and quarantine per source and account.
 //! - [`sim`]: faithful Meta and Google Ads simulators over a seeded ground truth.
 //!
 //! # Key decision
@@ -32,6 +33,7 @@ pub mod raw;
 pub mod secret;
 pub mod sim;
 pub mod source;
+pub mod status;
 pub mod sync;
 pub mod throttle;
 pub mod window;

@@ -66,6 +66,9 @@ pub enum Command {
     /// The range is split into jobs of each source's chunk_days per account and loaded like a
     /// sync; an interrupted backfill continues with `tidemark sync --resume RUN`.
     Backfill(crate::commands::sync::BackfillArgs),
+    /// Freshness per source and account: last success, freshest and stalest day, lag,
+    /// unfinished jobs, quarantined payloads, queue depth.
+    Status(crate::commands::status::StatusArgs),
     /// The built-in platform simulators (Meta, Google Ads) for trying tidemark without accounts.
     Sim(SimArgs),
 }

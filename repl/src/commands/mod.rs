@@ -4,6 +4,7 @@ pub mod demo;
 pub mod load;
 pub mod sim;
 pub mod sql;
+pub mod status;
 pub mod sync;
 
 use std::process::ExitCode;
@@ -18,6 +19,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Load(args) => load::run(args).await,
         Command::Sync(args) => sync::run(args).await,
         Command::Backfill(args) => sync::backfill(args).await,
+        Command::Status(args) => status::run(args).await,
         Command::Sim(args) => sim::run(args).await,
     }
 }

@@ -56,6 +56,25 @@ chunk_days = 7
     project
 }
 
+/// `tidemark status --format json` as of the simulators' today.
+async fn status(project: &Path) -> serde_json::Value {
+    let p = project.to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        tidemark(&p)
+            .args(["status", "--today", "2026-11-20", "--format", "json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Rows the simulators report for `window` today.
 fn reported_rows(sim: &connectors::sim::RunningSim, window: Window) -> usize {
     [Platform::Meta, Platform::GoogleAds]
@@ -134,6 +153,15 @@ async fn a_killed_sync_resumes_without_redoing_or_doubling() {
     .await
     .unwrap();
 
+    // Status sees the interrupted run: one job committed, seven waiting.
+    let before = status(project.path()).await;
+    assert_eq!(before["queue_depth"], 7, "{before:#}");
+    assert!(before["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["last_run"] == "killed"));
+
     let p = project.path().to_path_buf();
     let resumed = tokio::task::spawn_blocking(move || {
         tidemark(&p)
@@ -180,6 +208,15 @@ async fn a_killed_sync_resumes_without_redoing_or_doubling() {
         commits, 14,
         "two commits for each of the 7 remaining jobs only"
     );
+
+    let after = status(project.path()).await;
+    assert_eq!(after["queue_depth"], 0, "{after:#}");
+    for account in after["accounts"].as_array().unwrap() {
+        assert_eq!(account["freshest_day"], "2026-11-19", "{account:#}");
+        assert_eq!(account["stalest_day"], "2026-11-06", "{account:#}");
+        assert_eq!(account["lag_days"], 1, "{account:#}");
+        assert!(account["last_success"].is_string(), "{account:#}");
+    }
 
     // Every row the platforms report for the window is there exactly once.
     let window = Window::trailing_days("2026-11-20".parse().unwrap(), 14);

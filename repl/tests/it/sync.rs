@@ -167,6 +167,22 @@ backoff = "10ms"
     );
     outputs.push(out);
 
+    // Status names the quarantined payloads and the jobs they left unfinished.
+    let mut cmd = tidemark(project.path());
+    cmd.args(["status", "--today", "2026-11-20", "--format", "json"]);
+    let status = run(cmd).await;
+    assert!(status.status.success(), "{}", text(&status));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let account = status["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["source"] == "meta" && a["account"] == "1000000002")
+        .unwrap();
+    assert_eq!(account["quarantined"], 2, "{status:#}");
+    assert_eq!(account["unfinished_jobs"], 2, "{status:#}");
+    assert_eq!(status["queue_depth"], 2, "{status:#}");
+
     // 2. A rejected credential fails that source's units, naming where the token came from.
     world.set_drift(Platform::Meta, Drift::default());
     let mut cmd = tidemark(project.path());

@@ -60,6 +60,8 @@ pub enum SyncEvent<'a> {
         unit: &'a Unit,
         rows: usize,
         outcome: &'a str,
+        /// The source credential's request counters so far.
+        http: StatsSnapshot,
     },
     Committed {
         source: &'a str,
@@ -534,6 +536,7 @@ async fn execute(
             unit: &unit,
             rows,
             outcome: label,
+            http: source.throttle().stats(),
         });
         match outcome? {
             UnitOutcome::Loaded(rows) => pending[index].push(rows),
@@ -630,6 +633,7 @@ pub async fn replay(
                 unit: &landed.unit,
                 rows,
                 outcome: label,
+                http: StatsSnapshot::default(),
             });
             outcomes.push(outcome?);
         }

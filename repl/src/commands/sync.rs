@@ -78,9 +78,29 @@ pub enum SummaryFormat {
     Json,
 }
 
-/// Progress bars per source in a terminal; log lines otherwise.
+/// Progress bars per source in a terminal (jobs, rows, requests, throttling, ETA); log
+/// lines otherwise.
 struct Progress {
-    bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
+    bars: Option<(MultiProgress, Mutex<HashMap<String, SourceBar>>)>,
+}
+
+/// One source's bar and the totals it shows.
+struct SourceBar {
+    bar: ProgressBar,
+    rows: usize,
+    http: connectors::throttle::StatsSnapshot,
+}
+
+impl SourceBar {
+    fn show(&self, last: &str) {
+        self.bar.set_message(format!(
+            "{} rows, {} requests, {} throttled (waited {}){last}",
+            self.rows,
+            self.http.requests,
+            self.http.throttled,
+            connectors::sync::human(self.http.waited_ms as f64 / 1000.0),
+        ));
+    }
 }
 
 impl Progress {
@@ -91,19 +111,35 @@ impl Progress {
         Progress { bars }
     }
 
+    /// Remove the bars before the summary is printed.
+    fn clear(&self) {
+        if let Some((multi, bars)) = &self.bars {
+            for entry in bars.lock().expect("bars").values() {
+                entry.bar.finish_and_clear();
+            }
+            multi.clear().ok();
+        }
+    }
+
     fn on_event(&self, event: SyncEvent<'_>) {
         match (&self.bars, event) {
             (Some((multi, bars)), SyncEvent::Planned { source, units }) => {
                 let bar = multi.add(ProgressBar::new(units as u64));
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{prefix:>12} [{bar:30}] {pos}/{len} units  {msg}  ({elapsed}, eta {eta})",
+                        "{prefix:>12} [{bar:25}] {pos}/{len} jobs  {msg}  ({elapsed}, eta {eta})",
                     )
                     .expect("static template")
                     .progress_chars("=> "),
                 );
                 bar.set_prefix(source.to_string());
-                bars.lock().expect("bars").insert(source.to_string(), bar);
+                let entry = SourceBar {
+                    bar,
+                    rows: 0,
+                    http: Default::default(),
+                };
+                entry.show("");
+                bars.lock().expect("bars").insert(source.to_string(), entry);
             }
             (
                 Some((_, bars)),
@@ -112,11 +148,21 @@ impl Progress {
                     unit,
                     rows,
                     outcome,
+                    http,
                 },
             ) => {
-                if let Some(bar) = bars.lock().expect("bars").get(source) {
-                    bar.inc(1);
-                    bar.set_message(format!("{} {outcome} ({rows} rows)", unit.account));
+                if let Some(entry) = bars.lock().expect("bars").get_mut(source) {
+                    entry.bar.inc(1);
+                    entry.rows += rows;
+                    if http.requests > 0 {
+                        entry.http = http;
+                    }
+                    let note = if outcome == "loaded" {
+                        String::new()
+                    } else {
+                        format!("; {} {outcome}", unit.account)
+                    };
+                    entry.show(&note);
                 }
             }
             (
@@ -127,11 +173,8 @@ impl Progress {
                     version,
                 },
             ) => {
-                if let Some(bar) = bars.lock().expect("bars").get(source) {
-                    bar.set_message(format!("committed {table} v{version}"));
-                    if table == engine::model::AD_PERFORMANCE {
-                        bar.finish();
-                    }
+                if let Some(entry) = bars.lock().expect("bars").get(source) {
+                    entry.show(&format!("; committed {table} v{version}"));
                 }
             }
             (None, SyncEvent::Planned { source, units }) => {
@@ -144,9 +187,10 @@ impl Progress {
                     unit,
                     rows,
                     outcome,
+                    http,
                 },
             ) => {
-                tracing::info!(source, unit = %unit, rows, outcome, "unit done");
+                tracing::info!(source, unit = %unit, rows, outcome, requests = http.requests, throttled = http.throttled, waited_ms = http.waited_ms, "job done");
             }
             (
                 None,
@@ -244,9 +288,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             connectors::sync::sync(&warehouse, &clients, &windows, &options, &on_event).await?
         }
     };
-    if let Some((multi, _)) = &progress.bars {
-        multi.clear().ok();
-    }
+    progress.clear();
     match args.format {
         SummaryFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&report)?),
         SummaryFormat::Text => print_summary(&report),

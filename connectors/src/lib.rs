@@ -11,6 +11,7 @@
 //! - [`throttle`]: per-credential concurrency caps, platform-signalled waits, retries.
 //! - [`raw`]: landing payloads in `raw/` with a manifest, quarantine, reading runs back.
 //! - [`journal`]: a run's plan and committed jobs under `_tidemark/`, for resuming.
+//! - [`lease`]: at most one holder of a warehouse object (one scheduler per warehouse).
 //! - [`normalize`]: drift-tolerant JSON → Arrow (key case, aliases, added fields, exact decimals).
 //! - [`sync`]: plan → fetch → land → normalize → one commit per table; replay from raw.
 //! - [`status`]: freshness, unfinished jobs and quarantine per source and account.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod google_ads;
 pub mod journal;
+pub mod lease;
 pub mod meta;
 pub mod normalize;
 pub mod oauth;

@@ -66,6 +66,12 @@ pub enum Command {
     /// The range is split into jobs of each source's chunk_days per account and loaded like a
     /// sync; an interrupted backfill continues with `tidemark sync --resume RUN`.
     Backfill(crate::commands::sync::BackfillArgs),
+    /// The scheduler: sync every interval, serve /metrics; one per warehouse.
+    ///
+    /// Holds a lease on _tidemark/scheduler.lock (renewed while running; a dead holder's lease
+    /// expires within a minute). SIGTERM or Ctrl-C lets the sync in flight finish, then exits;
+    /// a second signal stops at once (resume the run with `tidemark sync --resume RUN`).
+    Run(crate::commands::run::RunArgs),
     /// Freshness per source and account: last success, freshest and stalest day, lag,
     /// unfinished jobs, quarantined payloads, queue depth.
     Status(crate::commands::status::StatusArgs),

@@ -5,6 +5,7 @@ mod output;
 mod cli;
 mod commands;
 mod logging;
+mod metrics;
 mod progress;
 mod project;
 

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod load;
+pub mod run;
 pub mod sim;
 pub mod sql;
 pub mod status;
@@ -20,6 +21,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sync(args) => sync::run(args).await,
         Command::Backfill(args) => sync::backfill(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Run(args) => run::run(args).await,
         Command::Sim(args) => sim::run(args).await,
     }
 }

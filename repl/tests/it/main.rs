@@ -4,6 +4,7 @@ mod crash;
 mod demo;
 mod interop;
 mod resume;
+mod scheduler;
 mod support;
 mod sync;
 mod writers;

@@ -1,0 +1,212 @@
+//! Prometheus metrics of the scheduler, served on `/metrics`: jobs and rows per source,
+//! throttling, failures, sync runs, and freshness (lag) per source and account.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use connectors::status::Status;
+use connectors::sync::SyncReport;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    source: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    source: String,
+    account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+/// The scheduler's metrics.
+pub struct Metrics {
+    registry: Registry,
+    runs: Family<ResultLabels, Counter>,
+    jobs: Family<JobLabels, Counter>,
+    rows: Family<SourceLabels, Counter>,
+    requests: Family<SourceLabels, Counter>,
+    throttled: Family<SourceLabels, Counter>,
+    throttle_wait: Family<SourceLabels, Counter<f64, AtomicU64>>,
+    lag: Family<AccountLabels, Gauge>,
+    last_success: Family<AccountLabels, Gauge>,
+    queue: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tidemark");
+        let m = Metrics {
+            runs: Family::default(),
+            jobs: Family::default(),
+            rows: Family::default(),
+            requests: Family::default(),
+            throttled: Family::default(),
+            throttle_wait: Family::default(),
+            lag: Family::default(),
+            last_success: Family::default(),
+            queue: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "sync_runs",
+            "Sync runs by result (clean, incomplete, error)",
+            m.runs.clone(),
+        );
+        registry.register(
+            "jobs",
+            "Jobs finished by source and outcome (loaded, quarantined, failed)",
+            m.jobs.clone(),
+        );
+        registry.register("rows", "Rows loaded into ad_performance", m.rows.clone());
+        registry.register(
+            "requests",
+            "Requests sent to the platform",
+            m.requests.clone(),
+        );
+        registry.register(
+            "throttled",
+            "Throttled answers from the platform",
+            m.throttled.clone(),
+        );
+        registry.register(
+            "throttle_wait_seconds",
+            "Time waited because of throttling",
+            m.throttle_wait.clone(),
+        );
+        registry.register(
+            "freshness_lag_days",
+            "Days between the freshest loaded day and today",
+            m.lag.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "When a job of the account last committed (Unix time)",
+            m.last_success.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Jobs planned and not committed",
+            m.queue.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Count what a sync did.
+    pub fn record_sync(&self, report: &SyncReport) {
+        let result = if report.is_clean() {
+            "clean"
+        } else {
+            "incomplete"
+        };
+        self.runs
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+        for s in &report.sources {
+            let source = SourceLabels {
+                source: s.source.clone(),
+            };
+            let job = |outcome: &str, n: usize| {
+                self.jobs
+                    .get_or_create(&JobLabels {
+                        source: s.source.clone(),
+                        outcome: outcome.into(),
+                    })
+                    .inc_by(n as u64);
+            };
+            job("loaded", s.loaded_units);
+            job("quarantined", s.quarantined.len());
+            job("failed", s.failed.len());
+            self.rows.get_or_create(&source).inc_by(s.rows as u64);
+            self.requests.get_or_create(&source).inc_by(s.http.requests);
+            self.throttled
+                .get_or_create(&source)
+                .inc_by(s.http.throttled);
+            self.throttle_wait
+                .get_or_create(&source)
+                .inc_by(s.http.waited_ms as f64 / 1000.0);
+        }
+    }
+
+    /// A sync that could not run at all.
+    pub fn record_error(&self) {
+        self.runs
+            .get_or_create(&ResultLabels {
+                result: "error".into(),
+            })
+            .inc();
+    }
+
+    /// Freshness after a sync.
+    pub fn record_status(&self, status: &Status) {
+        for a in &status.accounts {
+            let labels = AccountLabels {
+                source: a.source.clone(),
+                account: a.account.clone(),
+            };
+            if let Some(lag) = a.lag_days {
+                self.lag.get_or_create(&labels).set(lag);
+            }
+            if let Some(t) = a.last_success {
+                self.last_success.get_or_create(&labels).set(t.timestamp());
+            }
+        }
+        self.queue.set(status.queue_depth as i64);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Serve `/metrics` on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<SocketAddr> {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(bound)
+}

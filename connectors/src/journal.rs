@@ -42,6 +42,16 @@ pub struct Committed {
     pub versions: Vec<(String, u64)>,
 }
 
+/// A job that ended without loading (quarantined or failed), for runs whose jobs are done by
+/// workers: the run is complete when every job is committed or finished this way.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Unloaded {
+    pub unit: Unit,
+    pub outcome: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
 /// The journal of one run.
 #[derive(Clone)]
 pub struct Journal {
@@ -138,6 +148,61 @@ impl Journal {
                 .map_err(|e| journal_error(&path, e))?;
         }
         Ok(())
+    }
+
+    /// Record a job that ended without loading.
+    pub async fn mark_unloaded(&self, unit: &Unit, outcome: &str, reason: &str) -> Result<()> {
+        let path = format!(
+            "{}/unloaded/{}/{}/{}_{}.json",
+            self.dir(),
+            unit.source,
+            unit.account,
+            unit.since,
+            unit.until
+        );
+        let record = Unloaded {
+            unit: unit.clone(),
+            outcome: outcome.to_string(),
+            reason: reason.to_string(),
+            at: Utc::now(),
+        };
+        self.store
+            .put(
+                &Path::from(path.as_str()),
+                PutPayload::from(serde_json::to_vec_pretty(&record).expect("serializes")),
+            )
+            .await
+            .map_err(|e| journal_error(&path, e))?;
+        Ok(())
+    }
+
+    /// Jobs of this run that ended without loading.
+    pub async fn unloaded(&self) -> Result<Vec<Unloaded>> {
+        use futures::TryStreamExt;
+        let prefix = format!("{}/unloaded/", self.dir());
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&Path::from(prefix.as_str())))
+            .try_collect()
+            .await
+            .map_err(|e| journal_error(&prefix, e))?;
+        let mut out = Vec::new();
+        for object in objects {
+            let path = object.location.to_string();
+            let data = self
+                .store
+                .get(&object.location)
+                .await
+                .map_err(|e| journal_error(&path, e))?
+                .bytes()
+                .await
+                .map_err(|e| journal_error(&path, e))?;
+            out.push(
+                serde_json::from_slice(&data)
+                    .map_err(|e| journal_error(&path, format!("unreadable record: {e}")))?,
+            );
+        }
+        Ok(out)
     }
 
     /// The jobs of this run already committed.

@@ -12,6 +12,7 @@
 //! - [`raw`]: landing payloads in `raw/` with a manifest, quarantine, reading runs back.
 //! - [`journal`]: a run's plan and committed jobs under `_tidemark/`, for resuming.
 //! - [`lease`]: at most one holder of a warehouse object (one scheduler per warehouse).
+//! - [`queue`]: the distributed job queue on Redis Streams (consumer group, heartbeat, XAUTOCLAIM).
 //! - [`normalize`]: drift-tolerant JSON → Arrow (key case, aliases, added fields, exact decimals).
 //! - [`sync`]: plan → fetch → land → normalize → one commit per table; replay from raw.
 //! - [`status`]: freshness, unfinished jobs and quarantine per source and account.
@@ -31,6 +32,7 @@ pub mod lease;
 pub mod meta;
 pub mod normalize;
 pub mod oauth;
+pub mod queue;
 pub mod raw;
 pub mod secret;
 pub mod sim;

@@ -412,14 +412,94 @@ async fn run_job(source: Arc<dyn Source>, raw: RawStore, unit: Unit) -> Result<U
     }
 }
 
-/// Start a new run: plan the jobs of every source for its window, record the plan, run it.
-pub async fn sync(
+/// What one job did, when jobs are run one at a time by a worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobResult {
+    pub unit: Unit,
+    /// "loaded", "quarantined" or "failed".
+    pub outcome: String,
+    pub rows: usize,
+    pub reason: Option<String>,
+}
+
+/// Run one job of `run` and commit it on its own (a worker's unit of work), then record it in
+/// the run's journal.
+pub async fn run_single_job(
+    warehouse: &Warehouse,
+    source: Arc<dyn Source>,
+    run: &str,
+    unit: Unit,
+) -> Result<JobResult> {
+    let raw = RawStore::new(warehouse.storage().store(), run)?;
+    let journal = Journal::new(warehouse.storage().store(), run)?;
+    if journal.committed().await?.contains(&unit) {
+        return Ok(JobResult {
+            unit,
+            outcome: "loaded".into(),
+            rows: 0,
+            reason: Some("already committed".into()),
+        });
+    }
+    let outcome = run_job(Arc::clone(&source), raw, unit.clone()).await?;
+    let mut report = SourceReport::new(source.as_ref(), None);
+    match outcome {
+        UnitOutcome::Loaded(rows) => {
+            let n = rows.ad_batch.num_rows();
+            let (units, versions) = commit(
+                warehouse,
+                source.as_ref(),
+                run,
+                vec![rows],
+                &mut report,
+                &|_| {},
+            )
+            .await?;
+            journal.mark_committed(&units, &versions).await?;
+            Ok(JobResult {
+                unit,
+                outcome: "loaded".into(),
+                rows: n,
+                reason: None,
+            })
+        }
+        UnitOutcome::Quarantined(q) => {
+            journal
+                .mark_unloaded(&unit, "quarantined", &q.reason)
+                .await?;
+            Ok(JobResult {
+                unit,
+                outcome: "quarantined".into(),
+                rows: 0,
+                reason: Some(q.reason),
+            })
+        }
+        UnitOutcome::Failed(f) => {
+            journal.mark_unloaded(&unit, "failed", &f.reason).await?;
+            Ok(JobResult {
+                unit,
+                outcome: "failed".into(),
+                rows: 0,
+                reason: Some(f.reason),
+            })
+        }
+    }
+}
+
+/// Plan a new run and record it without running it (its jobs go to a queue).
+pub async fn plan_run(
     warehouse: &Warehouse,
     sources: &[Arc<dyn Source>],
     windows: &[Window],
     options: &SyncOptions,
-    on_event: &(dyn Fn(SyncEvent<'_>) + Sync),
-) -> Result<SyncReport> {
+) -> Result<Plan> {
+    let plan = make_plan(sources, windows, options);
+    Journal::new(warehouse.storage().store(), &options.run)?
+        .start(&plan)
+        .await?;
+    Ok(plan)
+}
+
+fn make_plan(sources: &[Arc<dyn Source>], windows: &[Window], options: &SyncOptions) -> Plan {
     let jobs = sources
         .iter()
         .zip(windows)
@@ -431,7 +511,7 @@ pub async fn sync(
                 .is_none_or(|only| only.contains(&u.account))
         })
         .collect();
-    let plan = Plan {
+    Plan {
         run: options.run.clone(),
         today: options.today,
         created_at: chrono::Utc::now(),
@@ -441,7 +521,18 @@ pub async fn sync(
             .map(|(s, w)| (s.name().to_string(), *w))
             .collect(),
         jobs,
-    };
+    }
+}
+
+/// Start a new run: plan the jobs of every source for its window, record the plan, run it.
+pub async fn sync(
+    warehouse: &Warehouse,
+    sources: &[Arc<dyn Source>],
+    windows: &[Window],
+    options: &SyncOptions,
+    on_event: &(dyn Fn(SyncEvent<'_>) + Sync),
+) -> Result<SyncReport> {
+    let plan = make_plan(sources, windows, options);
     let journal = Journal::new(warehouse.storage().store(), &options.run)?;
     journal.start(&plan).await?;
     execute(warehouse, sources, &plan, &journal, options, on_event).await

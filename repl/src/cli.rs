@@ -72,6 +72,8 @@ pub enum Command {
     /// expires within a minute). SIGTERM or Ctrl-C lets the sync in flight finish, then exits;
     /// a second signal stops at once (resume the run with `tidemark sync --resume RUN`).
     Run(crate::commands::run::RunArgs),
+    /// A stateless collector taking jobs from a Redis Streams queue (see `sync --queue`).
+    Worker(crate::commands::worker::WorkerArgs),
     /// Freshness per source and account: last success, freshest and stalest day, lag,
     /// unfinished jobs, quarantined payloads, queue depth.
     Status(crate::commands::status::StatusArgs),

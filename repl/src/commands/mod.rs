@@ -7,6 +7,7 @@ pub mod sim;
 pub mod sql;
 pub mod status;
 pub mod sync;
+pub mod worker;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Backfill(args) => sync::backfill(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Run(args) => run::run(args).await,
+        Command::Worker(args) => worker::run(args).await,
         Command::Sim(args) => sim::run(args).await,
     }
 }

@@ -67,6 +67,11 @@ pub struct SyncArgs {
     #[arg(long, value_name = "RUN")]
     pub replay: Option<String>,
 
+    /// Distribute the jobs through this Redis Streams queue (redis://host:port) to
+    /// `tidemark worker` processes, and wait until they have done them all.
+    #[arg(long, env = "TIDEMARK_QUEUE", conflicts_with_all = ["replay", "resume"])]
+    pub queue: Option<String>,
+
     /// Summary format on stdout.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
     pub format: SummaryFormat,
@@ -285,6 +290,10 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                 workers: args.workers,
                 commit_every: args.commit_every,
             };
+            if let Some(queue) = &args.queue {
+                return distribute(&warehouse, &clients, &windows, &options, queue, args.format)
+                    .await;
+            }
             connectors::sync::sync(&warehouse, &clients, &windows, &options, &on_event).await?
         }
     };
@@ -419,9 +428,88 @@ pub async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         run: args.run,
         replay: None,
         resume: None,
+        queue: None,
         workers: args.workers,
         commit_every: args.commit_every,
         format: args.format,
     })
     .await
+}
+
+/// Plan the run, put its jobs on the queue and wait until workers have committed or
+/// journaled every one of them.
+async fn distribute(
+    warehouse: &engine::Warehouse,
+    clients: &[std::sync::Arc<dyn connectors::source::Source>],
+    windows: &[Window],
+    options: &SyncOptions,
+    queue_url: &str,
+    format: SummaryFormat,
+) -> anyhow::Result<ExitCode> {
+    let queue = connectors::queue::RedisQueue::connect(queue_url, warehouse.url().as_str()).await?;
+    let plan = connectors::sync::plan_run(warehouse, clients, windows, options).await?;
+    for job in &plan.jobs {
+        queue.enqueue(&plan.run, job).await?;
+    }
+    let total = plan.jobs.len();
+    eprintln!(
+        "run {}: {total} job(s) queued on {}; waiting for workers (Ctrl-C stops waiting, the workers go on)",
+        plan.run,
+        queue.server()
+    );
+    let journal = connectors::journal::Journal::new(warehouse.storage().store(), &plan.run)?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "[{bar:30}] {pos}/{len} jobs  {msg} ({elapsed}, eta {eta})",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let (committed, unloaded) = loop {
+        let committed = journal.committed().await?.len();
+        let unloaded = journal.unloaded().await?;
+        if let Some(bar) = &bar {
+            bar.set_position((committed + unloaded.len()) as u64);
+            bar.set_message(format!(
+                "{} in progress",
+                queue.pending().await.unwrap_or(0)
+            ));
+        }
+        if committed + unloaded.len() >= total {
+            break (committed, unloaded);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {},
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("stopped waiting; run {} goes on in the workers (see tidemark status)", plan.run);
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if format == SummaryFormat::Json {
+        crate::outln!(
+            "{}",
+            serde_json::json!({"run": plan.run, "jobs": total, "committed": committed, "unloaded": unloaded})
+        );
+    } else {
+        crate::outln!(
+            "run {} done by workers: {committed} of {total} job(s) committed",
+            plan.run
+        );
+        for u in &unloaded {
+            crate::outln!("{} {}: {}", u.outcome.to_uppercase(), u.unit, u.reason);
+        }
+    }
+    Ok(if unloaded.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

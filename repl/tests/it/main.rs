@@ -2,6 +2,7 @@
 
 mod crash;
 mod demo;
+mod distributed;
 mod interop;
 mod resume;
 mod scheduler;

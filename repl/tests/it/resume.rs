@@ -11,7 +11,7 @@ use connectors::Window;
 
 use crate::support::kill_at_failpoint;
 
-fn tidemark(project: &Path) -> Command {
+pub fn tidemark(project: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
     let c = SimConfig::default();
     cmd.env("RUST_LOG", "warn")
@@ -25,7 +25,7 @@ fn tidemark(project: &Path) -> Command {
 }
 
 /// A project whose sources are the simulators' (14-day windows, weekly Google chunks).
-fn project_for(sim: &connectors::sim::RunningSim) -> tempfile::TempDir {
+pub fn project_for(sim: &connectors::sim::RunningSim) -> tempfile::TempDir {
     let project = tempfile::tempdir().unwrap();
     std::fs::write(
         project.path().join("tidemark.toml"),
@@ -76,7 +76,7 @@ async fn status(project: &Path) -> serde_json::Value {
 }
 
 /// Rows the simulators report for `window` today.
-fn reported_rows(sim: &connectors::sim::RunningSim, window: Window) -> usize {
+pub fn reported_rows(sim: &connectors::sim::RunningSim, window: Window) -> usize {
     [Platform::Meta, Platform::GoogleAds]
         .into_iter()
         .map(|platform| {
@@ -94,7 +94,7 @@ fn reported_rows(sim: &connectors::sim::RunningSim, window: Window) -> usize {
 }
 
 /// `count(*)` and distinct (source, account, day, ad) of ad_performance, as "n,d".
-async fn counts(project: &Path, filter: &str) -> String {
+pub async fn counts(project: &Path, filter: &str) -> String {
     let p = project.to_path_buf();
     let sql = format!(
         "SELECT count(*) AS n, count(DISTINCT concat(source, '/', account_id, '/', CAST(date AS VARCHAR), '/', ad_id)) AS d FROM ad_performance WHERE {filter}"

@@ -1,0 +1,162 @@
+//! Distributed collection on Redis Streams: `tidemark sync --queue` puts a run's jobs on the
+//! queue and waits; `tidemark worker` processes do them. A worker killed in the middle of a
+//! job loses nothing: after the lease another worker takes the job over (XAUTOCLAIM), and
+//! every row ends up in the warehouse exactly once.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use connectors::sim::SimConfig;
+
+use crate::support::hold_at_failpoint;
+
+/// A redis-server on a free loopback port, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (.ci/run installs it with apt-get)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Redis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_a_run_and_take_over_a_dead_workers_job() {
+    let redis = Redis::start();
+    let sim = connectors::sim::start_local(SimConfig {
+        today: "2026-11-20".parse().unwrap(),
+        meta_job_polls: 1,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let project = crate::resume::project_for(&sim);
+    let tidemark = {
+        let p = project.path().to_path_buf();
+        move || {
+            let mut cmd = crate::resume::tidemark(&p);
+            cmd.env_remove("TIDEMARK_QUEUE");
+            cmd
+        }
+    };
+    let mut sync = tidemark()
+        .args([
+            "sync",
+            "--today",
+            "2026-11-20",
+            "--run",
+            "dist",
+            "--format",
+            "json",
+            "--queue",
+            &redis.url(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Worker A takes a job, lands its pages, and dies just before committing it.
+    let url = redis.url();
+    let mut a = tidemark();
+    tokio::task::spawn_blocking(move || {
+        a.args(["worker", "--queue", &url, "--lease", "2s"]);
+        let mut child = hold_at_failpoint(&mut a, "replace.before-commit");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    })
+    .await
+    .unwrap();
+
+    // Worker B does the rest, and A's job once A's lease has run out.
+    let url = redis.url();
+    let mut b = tidemark();
+    let b_out = tokio::task::spawn_blocking(move || {
+        b.args([
+            "worker",
+            "--queue",
+            &url,
+            "--lease",
+            "2s",
+            "--exit-when-idle",
+            "5s",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let b_err = String::from_utf8_lossy(&b_out.stderr);
+    assert!(b_out.status.success(), "{b_err}");
+    assert!(
+        b_err.contains("took over a job whose worker went silent"),
+        "{b_err}"
+    );
+
+    let out = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(_status) = sync.try_wait().unwrap() {
+                return sync.wait_with_output().unwrap();
+            }
+            assert!(Instant::now() < deadline, "sync --queue did not finish");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["jobs"], 8, "{summary}");
+    assert_eq!(summary["committed"], 8, "{summary}");
+
+    let window = connectors::Window::trailing_days("2026-11-20".parse().unwrap(), 14);
+    let expected = crate::resume::reported_rows(&sim, window);
+    assert_eq!(
+        crate::resume::counts(project.path(), "true").await,
+        format!("{expected},{expected}")
+    );
+}

@@ -67,6 +67,46 @@ fn journal_error(path: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Journal {
+    /// Write `value` as JSON at `path`.
+    async fn put_json<T: Serialize>(&self, path: &str, value: &T) -> Result<()> {
+        self.store
+            .put(
+                &Path::from(path),
+                PutPayload::from(serde_json::to_vec_pretty(value).expect("records serialize")),
+            )
+            .await
+            .map_err(|e| journal_error(path, e))?;
+        Ok(())
+    }
+
+    /// Every JSON record below `prefix`.
+    async fn read_all<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>> {
+        use futures::TryStreamExt;
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&Path::from(prefix)))
+            .try_collect()
+            .await
+            .map_err(|e| journal_error(prefix, e))?;
+        let mut out = Vec::with_capacity(objects.len());
+        for object in objects {
+            let path = object.location.to_string();
+            let data = self
+                .store
+                .get(&object.location)
+                .await
+                .map_err(|e| journal_error(&path, e))?
+                .bytes()
+                .await
+                .map_err(|e| journal_error(&path, e))?;
+            out.push(
+                serde_json::from_slice(&data)
+                    .map_err(|e| journal_error(&path, format!("unreadable record: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
     pub fn new(store: Arc<dyn ObjectStore>, run: &str) -> Result<Self> {
         crate::raw::validate_run_id(run)?;
         Ok(Journal {
@@ -118,9 +158,9 @@ impl Journal {
             .map_err(|e| journal_error(&path, format!("unreadable plan: {e}")))
     }
 
-    fn job_path(&self, unit: &Unit) -> String {
+    fn job_path(&self, kind: &str, unit: &Unit) -> String {
         format!(
-            "{}/jobs/{}/{}/{}_{}.json",
+            "{}/{kind}/{}/{}/{}_{}.json",
             self.dir(),
             unit.source,
             unit.account,
@@ -133,76 +173,31 @@ impl Journal {
     pub async fn mark_committed(&self, units: &[Unit], versions: &[(String, u64)]) -> Result<()> {
         let now = Utc::now();
         for unit in units {
-            let path = self.job_path(unit);
             let record = Committed {
                 unit: unit.clone(),
                 committed_at: now,
                 versions: versions.to_vec(),
             };
-            self.store
-                .put(
-                    &Path::from(path.as_str()),
-                    PutPayload::from(serde_json::to_vec_pretty(&record).expect("serializes")),
-                )
-                .await
-                .map_err(|e| journal_error(&path, e))?;
+            self.put_json(&self.job_path("jobs", unit), &record).await?;
         }
         Ok(())
     }
 
     /// Record a job that ended without loading.
     pub async fn mark_unloaded(&self, unit: &Unit, outcome: &str, reason: &str) -> Result<()> {
-        let path = format!(
-            "{}/unloaded/{}/{}/{}_{}.json",
-            self.dir(),
-            unit.source,
-            unit.account,
-            unit.since,
-            unit.until
-        );
+        let path = self.job_path("unloaded", unit);
         let record = Unloaded {
             unit: unit.clone(),
             outcome: outcome.to_string(),
             reason: reason.to_string(),
             at: Utc::now(),
         };
-        self.store
-            .put(
-                &Path::from(path.as_str()),
-                PutPayload::from(serde_json::to_vec_pretty(&record).expect("serializes")),
-            )
-            .await
-            .map_err(|e| journal_error(&path, e))?;
-        Ok(())
+        self.put_json(&path, &record).await
     }
 
     /// Jobs of this run that ended without loading.
     pub async fn unloaded(&self) -> Result<Vec<Unloaded>> {
-        use futures::TryStreamExt;
-        let prefix = format!("{}/unloaded/", self.dir());
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&Path::from(prefix.as_str())))
-            .try_collect()
-            .await
-            .map_err(|e| journal_error(&prefix, e))?;
-        let mut out = Vec::new();
-        for object in objects {
-            let path = object.location.to_string();
-            let data = self
-                .store
-                .get(&object.location)
-                .await
-                .map_err(|e| journal_error(&path, e))?
-                .bytes()
-                .await
-                .map_err(|e| journal_error(&path, e))?;
-            out.push(
-                serde_json::from_slice(&data)
-                    .map_err(|e| journal_error(&path, format!("unreadable record: {e}")))?,
-            );
-        }
-        Ok(out)
+        self.read_all(&format!("{}/unloaded/", self.dir())).await
     }
 
     /// The jobs of this run already committed.
@@ -212,30 +207,7 @@ impl Journal {
 
     /// The records of this run's committed jobs.
     pub async fn records(&self) -> Result<Vec<Committed>> {
-        use futures::TryStreamExt;
-        let prefix = format!("{}/jobs/", self.dir());
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&Path::from(prefix.as_str())))
-            .try_collect()
-            .await
-            .map_err(|e| journal_error(&prefix, e))?;
-        let mut done = Vec::new();
-        for object in objects {
-            let path = object.location.to_string();
-            let data = self
-                .store
-                .get(&object.location)
-                .await
-                .map_err(|e| journal_error(&path, e))?
-                .bytes()
-                .await
-                .map_err(|e| journal_error(&path, e))?;
-            let record: Committed = serde_json::from_slice(&data)
-                .map_err(|e| journal_error(&path, format!("unreadable job record: {e}")))?;
-            done.push(record);
-        }
-        Ok(done)
+        self.read_all(&format!("{}/jobs/", self.dir())).await
     }
 
     /// Every run this warehouse has a journal for, oldest first (run ids sort by time).

@@ -105,6 +105,13 @@ impl RedisQueue {
         &self.server
     }
 
+    /// Throttle pauses shared through this Redis server.
+    pub fn pauses(&self) -> RedisPauses {
+        RedisPauses {
+            con: self.con.clone(),
+        }
+    }
+
     /// Add a job of `run`.
     pub async fn enqueue(&self, run: &str, unit: &Unit) -> Result<()> {
         let mut con = self.con.clone();
@@ -263,6 +270,74 @@ impl RedisQueue {
                 _ => 0,
             },
             _ => 0,
+        })
+    }
+}
+
+/// Throttle pauses shared through Redis: `tidemark:throttle:<platform>/<credential
+/// fingerprint>` holds the Unix time in milliseconds until which requests wait, and expires
+/// with it. Failures to reach Redis only cost the sharing, never the request.
+#[derive(Clone)]
+pub struct RedisPauses {
+    con: MultiplexedConnection,
+}
+
+impl std::fmt::Debug for RedisPauses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisPauses")
+    }
+}
+
+impl crate::throttle::SharedPause for RedisPauses {
+    fn publish<'a>(
+        &'a self,
+        key: &'a str,
+        until: std::time::SystemTime,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Ok(at) = until.duration_since(std::time::UNIX_EPOCH) else {
+                return;
+            };
+            let Ok(left) = until.duration_since(std::time::SystemTime::now()) else {
+                return;
+            };
+            let mut con = self.con.clone();
+            let key = format!("tidemark:throttle:{key}");
+            let current: Option<u64> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut con)
+                .await
+                .ok()
+                .flatten();
+            if current.is_some_and(|c| c >= at.as_millis() as u64) {
+                return;
+            }
+            let set: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(&key)
+                .arg(at.as_millis() as u64)
+                .arg("PX")
+                .arg(left.as_millis().max(1) as u64)
+                .query_async(&mut con)
+                .await;
+            if let Err(e) = set {
+                tracing::warn!(error = %e, "could not share a throttle pause through redis");
+            }
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<'a, Option<std::time::SystemTime>> {
+        Box::pin(async move {
+            let mut con = self.con.clone();
+            let ms: Option<u64> = redis::cmd("GET")
+                .arg(format!("tidemark:throttle:{key}"))
+                .query_async(&mut con)
+                .await
+                .ok()
+                .flatten();
+            ms.map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms))
         })
     }
 }

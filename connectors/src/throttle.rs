@@ -11,8 +11,8 @@
 //! this module only executes that decision and counts what happened.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use rand::Rng;
@@ -113,6 +113,14 @@ pub struct GaveUp {
     pub last_body: Option<Bytes>,
 }
 
+/// Where a credential's pause is shared between processes (workers on one credential must
+/// respect one rate limit): `publish` announces "hold until", `read` asks for the latest.
+pub trait SharedPause: Send + Sync + std::fmt::Debug {
+    fn publish<'a>(&'a self, key: &'a str, until: SystemTime)
+        -> futures::future::BoxFuture<'a, ()>;
+    fn read<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, Option<SystemTime>>;
+}
+
 /// Rate limiting and retries for one (platform, credential).
 #[derive(Debug)]
 pub struct Throttle {
@@ -122,6 +130,7 @@ pub struct Throttle {
     permits: Semaphore,
     paused_until: Mutex<Option<Instant>>,
     stats: Stats,
+    shared: OnceLock<Arc<dyn SharedPause>>,
 }
 
 impl Throttle {
@@ -132,7 +141,13 @@ impl Throttle {
             limits,
             paused_until: Mutex::new(None),
             stats: Stats::default(),
+            shared: OnceLock::new(),
         }
+    }
+
+    /// Share this credential's pauses with other processes through `shared`.
+    pub fn share_pauses(&self, shared: Arc<dyn SharedPause>) {
+        let _ = self.shared.set(shared);
     }
 
     pub fn key(&self) -> &str {
@@ -155,11 +170,36 @@ impl Throttle {
     /// Hold every request of this credential for `wait` (used when usage headers show the
     /// quota is nearly spent, before the platform starts refusing).
     pub fn pause(&self, wait: Duration, reason: &str) {
-        let until = Instant::now() + wait.min(self.limits.max_wait);
+        let wait = wait.min(self.limits.max_wait);
+        let until = Instant::now() + wait;
         let mut paused = self.paused_until.lock().expect("throttle lock");
         if paused.is_none_or(|p| p < until) {
             *paused = Some(until);
             tracing::info!(throttle = %self.key, wait_ms = wait.as_millis() as u64, reason, "pausing requests");
+            if let Some(shared) = self.shared.get() {
+                let (shared, key) = (Arc::clone(shared), self.key.clone());
+                let until = SystemTime::now() + wait;
+                tokio::spawn(async move { shared.publish(&key, until).await });
+            }
+        }
+    }
+
+    /// Adopt a pause another process announced for this credential.
+    async fn adopt_shared_pause(&self) {
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        let Some(until) = shared.read(&self.key).await else {
+            return;
+        };
+        let Ok(left) = until.duration_since(SystemTime::now()) else {
+            return; // already over
+        };
+        let until = Instant::now() + left.min(self.limits.max_wait);
+        let mut paused = self.paused_until.lock().expect("throttle lock");
+        if paused.is_none_or(|p| p < until) {
+            *paused = Some(until);
+            tracing::info!(throttle = %self.key, wait_ms = left.as_millis() as u64, "another process was throttled on this credential; pausing too");
         }
     }
 
@@ -172,6 +212,7 @@ impl Throttle {
     }
 
     async fn wait_for_pause(&self) {
+        self.adopt_shared_pause().await;
         loop {
             let until = *self.paused_until.lock().expect("throttle lock");
             match until {

@@ -39,6 +39,12 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let clients = connectors::build_sources(&sources, Purpose::Fetch)?;
     let warehouse = args.project.open(&config).await?;
     let queue = RedisQueue::connect(&args.queue, warehouse.url().as_str()).await?;
+    // Workers on one credential respect one rate limit: a pause any of them is told to take
+    // is taken by all.
+    let pauses: Arc<dyn connectors::throttle::SharedPause> = Arc::new(queue.pauses());
+    for client in &clients {
+        client.throttle().share_pauses(Arc::clone(&pauses));
+    }
     let consumer = format!(
         "{}:{}:{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),

@@ -160,3 +160,45 @@ async fn workers_share_a_run_and_take_over_a_dead_workers_job() {
         format!("{expected},{expected}")
     );
 }
+
+/// Two processes' throttles on one credential: when one is told to wait, the other waits too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttle_pause_is_shared_through_redis() {
+    use connectors::throttle::{generic_verdict, Limits, SharedPause, Throttle};
+    use std::sync::Arc;
+
+    let redis = Redis::start();
+    let sim = connectors::sim::start_local(SimConfig::default())
+        .await
+        .unwrap();
+    let warehouse = format!("memory://shared-pause-{}", std::process::id());
+    let queue = connectors::queue::RedisQueue::connect(&redis.url(), &warehouse)
+        .await
+        .unwrap();
+    let shared: Arc<dyn SharedPause> = Arc::new(queue.pauses());
+    let (a, b) = (
+        Throttle::new("meta/abcd1234", Limits::default()),
+        Throttle::new("meta/abcd1234", Limits::default()),
+    );
+    a.share_pauses(Arc::clone(&shared));
+    b.share_pauses(Arc::clone(&shared));
+
+    a.pause(Duration::from_millis(1500), "told to slow down");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shared.read("meta/abcd1234").await.is_none() {
+        assert!(Instant::now() < deadline, "the pause never reached redis");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let http = reqwest::Client::new();
+    let url = format!("{}/_sim/clock", sim.base_url());
+    let started = Instant::now();
+    b.send("GET /_sim/clock", || http.get(&url), generic_verdict)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "b waited only {:?}",
+        started.elapsed()
+    );
+    assert!(b.stats().waited_ms >= 1000, "{:?}", b.stats());
+}

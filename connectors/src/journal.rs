@@ -200,6 +200,16 @@ impl Journal {
         self.read_all(&format!("{}/unloaded/", self.dir())).await
     }
 
+    /// Whether one job of this run is committed (one HEAD request, not a listing).
+    pub async fn is_committed(&self, unit: &Unit) -> Result<bool> {
+        let path = self.job_path("jobs", unit);
+        match self.store.head(&Path::from(path.as_str())).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(journal_error(&path, e)),
+        }
+    }
+
     /// The jobs of this run already committed.
     pub async fn committed(&self) -> Result<BTreeSet<Unit>> {
         Ok(self.records().await?.into_iter().map(|r| r.unit).collect())

@@ -432,7 +432,7 @@ pub async fn run_single_job(
 ) -> Result<JobResult> {
     let raw = RawStore::new(warehouse.storage().store(), run)?;
     let journal = Journal::new(warehouse.storage().store(), run)?;
-    if journal.committed().await?.contains(&unit) {
+    if journal.is_committed(&unit).await? {
         return Ok(JobResult {
             unit,
             outcome: "loaded".into(),

@@ -61,13 +61,7 @@ impl Drop for Redis {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_share_a_run_and_take_over_a_dead_workers_job() {
     let redis = Redis::start();
-    let sim = connectors::sim::start_local(SimConfig {
-        today: "2026-11-20".parse().unwrap(),
-        meta_job_polls: 1,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = crate::resume::start_sim().await;
     let project = crate::resume::project_for(&sim);
     let tidemark = {
         let p = project.path().to_path_buf();

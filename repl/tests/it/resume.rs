@@ -75,6 +75,17 @@ async fn status(project: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Both simulators at 2026-11-20, Meta report runs completing on the first poll.
+pub async fn start_sim() -> connectors::sim::RunningSim {
+    connectors::sim::start_local(SimConfig {
+        today: "2026-11-20".parse().unwrap(),
+        meta_job_polls: 1,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("start simulators")
+}
+
 /// Rows the simulators report for `window` today.
 pub fn reported_rows(sim: &connectors::sim::RunningSim, window: Window) -> usize {
     [Platform::Meta, Platform::GoogleAds]
@@ -123,13 +134,7 @@ pub async fn counts(project: &Path, filter: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_sync_resumes_without_redoing_or_doubling() {
-    let sim = connectors::sim::start_local(SimConfig {
-        today: "2026-11-20".parse().unwrap(),
-        meta_job_polls: 1,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = start_sim().await;
     let project = project_for(&sim);
 
     // 8 jobs, one commit pair each; frozen at the third commit (the first job is committed
@@ -229,13 +234,7 @@ async fn a_killed_sync_resumes_without_redoing_or_doubling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_loads_a_historical_range_in_chunks() {
-    let sim = connectors::sim::start_local(SimConfig {
-        today: "2026-11-20".parse().unwrap(),
-        meta_job_polls: 1,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = start_sim().await;
     let project = project_for(&sim);
     let p = project.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {

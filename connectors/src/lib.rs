@@ -15,6 +15,7 @@
 //! - [`queue`]: the distributed job queue on Redis Streams (consumer group, heartbeat, XAUTOCLAIM).
 //! - [`normalize`]: drift-tolerant JSON → Arrow (key case, aliases, added fields, exact decimals).
 //! - [`sync`]: plan → fetch → land → normalize → one commit per table; replay from raw.
+//! - [`gaps`]: slices of the configured history the ledger says are missing or stale.
 //! - [`status`]: freshness, unfinished jobs and quarantine per source and account.
 //! - [`sim`]: faithful Meta and Google Ads simulators over a seeded ground truth.
 //!
@@ -26,6 +27,7 @@
 
 pub mod config;
 pub mod error;
+pub mod gaps;
 pub mod google_ads;
 pub mod journal;
 pub mod lease;

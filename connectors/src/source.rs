@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::BoxFuture;
 
 use crate::config::{Platform, ResolvedSource};
@@ -87,6 +87,8 @@ pub struct SourceBase {
     pub accounts: Vec<String>,
     /// Days per request unit.
     pub chunk_days: u64,
+    /// Days the platform keeps restating a past day (the sync window).
+    pub window_days: u64,
     /// The throttle of this source's credential.
     pub throttle: Arc<Throttle>,
 }
@@ -97,6 +99,7 @@ impl SourceBase {
             name: source.name.clone(),
             accounts: source.account_ids(),
             chunk_days: source.chunk_days(),
+            window_days: source.window_days(),
             throttle,
         }
     }
@@ -122,6 +125,16 @@ pub trait Source: Send + Sync {
     }
     fn throttle(&self) -> &Arc<Throttle> {
         &self.base().throttle
+    }
+    fn window_days(&self) -> u64 {
+        self.base().window_days
+    }
+    /// When `day` settles: the start of the first day on which a sync's trailing window no
+    /// longer covers it, so the platform no longer restates it.
+    fn settles_at(&self, day: NaiveDate) -> DateTime<Utc> {
+        (day + chrono::Days::new(self.window_days() + 1))
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
     }
 
     /// The request units covering `window`: every account × chunk of days.

@@ -1,20 +1,22 @@
 //! Syncing sources into the warehouse: plan units for each source's window, fetch them with
 //! bounded concurrency (landing every page in `raw/` first), normalize, and replace every
-//! loaded unit's (source, account, day) slices in one commit per table.
+//! loaded unit's (source, account, day) slices in one commit per table, then record them in
+//! the slice ledger (`tidemark.slices`) before the jobs are journaled as committed.
 //!
 //! A unit whose payload cannot be loaded is quarantined and its slices are left as they were;
 //! a unit whose requests failed is named in the report; every other unit still loads.
 //! [`replay`] runs the same normalization over a past run's landed pages, with no network.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use bytes::Bytes;
 use chrono::NaiveDate;
+use engine::ledger::{self, SliceRecord};
 use engine::model::AD_PERFORMANCE;
-use engine::{ReplaceReport, SliceKey, Warehouse};
+use engine::{ReplaceReport, SliceKey, SliceLayout, Warehouse};
 use serde::Serialize;
 
 use crate::config::Platform;
@@ -329,6 +331,12 @@ async fn commit(
     report.loaded_units += loaded.len();
     report.pages += loaded.iter().map(|u| u.pages).sum::<usize>();
     report.rows += loaded.iter().map(|u| u.ad_batch.num_rows()).sum::<usize>();
+    let mut rows_per_slice: BTreeMap<SliceKey, u64> = BTreeMap::new();
+    for unit in &loaded {
+        for key in SliceLayout::default().keys_of(AD_PERFORMANCE, &unit.ad_batch)? {
+            *rows_per_slice.entry(key).or_default() += 1;
+        }
+    }
     let (source_batches, ad_batches): (Vec<_>, Vec<_>) = loaded
         .into_iter()
         .map(|u| (u.source_batch, u.ad_batch))
@@ -347,6 +355,7 @@ async fn commit(
         table,
         version: per_source.version,
     });
+    let slices_for_ledger = slices.clone();
     let unified = warehouse
         .replace_slices(AD_PERFORMANCE)
         .with_slices(slices)
@@ -358,6 +367,23 @@ async fn commit(
         table: AD_PERFORMANCE,
         version: unified.version,
     });
+    let synced_at = chrono::Utc::now();
+    let records: Vec<SliceRecord> = slices_for_ledger
+        .into_iter()
+        .map(|key| SliceRecord {
+            rows: rows_per_slice.get(&key).copied().unwrap_or(0),
+            settles_at: source.settles_at(key.date),
+            source: key.source,
+            account: key.account,
+            date: key.date,
+            synced_at,
+            run: run.to_string(),
+            source_table: table.to_string(),
+            source_table_version: per_source.version,
+            table_version: unified.version,
+        })
+        .collect();
+    ledger::record(warehouse, &records, &job).await?;
     let versions = vec![
         (table.to_string(), per_source.version),
         (AD_PERFORMANCE.to_string(), unified.version),
@@ -533,6 +559,39 @@ pub async fn sync(
     on_event: &(dyn Fn(SyncEvent<'_>) + Sync),
 ) -> Result<SyncReport> {
     let plan = make_plan(sources, windows, options);
+    let journal = Journal::new(warehouse.storage().store(), &options.run)?;
+    journal.start(&plan).await?;
+    execute(warehouse, sources, &plan, &journal, options, on_event).await
+}
+
+/// Start a run that loads `gaps` (see [`crate::gaps`]) as backfill jobs of their sources.
+pub async fn fill_gaps(
+    warehouse: &Warehouse,
+    sources: &[Arc<dyn Source>],
+    gaps: &[crate::gaps::Gap],
+    options: &SyncOptions,
+    on_event: &(dyn Fn(SyncEvent<'_>) + Sync),
+) -> Result<SyncReport> {
+    let mut plan = Plan {
+        run: options.run.clone(),
+        today: options.today,
+        created_at: chrono::Utc::now(),
+        sources: Vec::new(),
+        jobs: Vec::new(),
+    };
+    for source in sources {
+        let mine: Vec<_> = gaps.iter().filter(|g| g.source == source.name()).collect();
+        let (Some(since), Some(until)) = (
+            mine.iter().map(|g| g.days.since).min(),
+            mine.iter().map(|g| g.days.until).max(),
+        ) else {
+            continue;
+        };
+        plan.sources
+            .push((source.name().to_string(), Window { since, until }));
+        plan.jobs
+            .extend(mine.iter().flat_map(|g| g.units(source.as_ref())));
+    }
     let journal = Journal::new(warehouse.storage().store(), &options.run)?;
     journal.start(&plan).await?;
     execute(warehouse, sources, &plan, &journal, options, on_event).await

@@ -13,6 +13,8 @@
 //! - [`model`]: the canonical `ad_performance` schema.
 //! - [`slice`]: slice keys and layouts; splitting rows by slice.
 //! - [`replace`]: the replace contract (staging, planning removals, committing, retrying).
+//! - [`ledger`]: the slice ledger (`tidemark.slices`): when each slice was last replaced.
+//! - [`maintenance`]: compaction (bin-packing small files per partition) and checkpoints.
 //! - [`session`]: a DataFusion session whose catalog is the warehouse.
 //! - [`failpoint`]: named points where crash tests freeze the process.
 //!
@@ -23,6 +25,8 @@
 
 pub mod error;
 pub mod failpoint;
+pub mod ledger;
+pub mod maintenance;
 pub mod model;
 pub mod replace;
 pub mod session;

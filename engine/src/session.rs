@@ -1,5 +1,6 @@
 //! A DataFusion session over a warehouse. Its catalog (`tidemark.public`) lists every table
-//! and mart; a table is opened at its latest version when a statement names it, so every
+//! and mart, and `tidemark.tidemark` holds tidemark's system tables (`tidemark.slices`, the
+//! slice ledger); a table is opened at its latest version when a statement names it, so every
 //! query reads one pinned snapshot per table and a long-lived session never goes stale.
 
 use std::collections::BTreeMap;
@@ -14,16 +15,20 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::DeltaTable;
 
 use crate::error::Result;
+use crate::ledger;
 use crate::warehouse::{Namespace, Warehouse};
 
 /// The catalog and schema every table is registered under.
 pub const CATALOG: &str = "tidemark";
 pub const SCHEMA: &str = "public";
+/// The schema of system tables (`tidemark.slices` resolves here).
+pub const SYSTEM_SCHEMA: &str = "tidemark";
 
 /// A query session over one warehouse.
 pub struct WarehouseSession {
     ctx: SessionContext,
     schema: Arc<WarehouseSchema>,
+    system: Arc<WarehouseSchema>,
 }
 
 impl WarehouseSession {
@@ -33,15 +38,25 @@ impl WarehouseSession {
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
             .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
-        let schema = Arc::new(WarehouseSchema {
-            warehouse,
-            runtime: ctx.runtime_env(),
-            names: RwLock::new(BTreeMap::new()),
-        });
+        let schema_of = |namespaces: &'static [Namespace]| {
+            Arc::new(WarehouseSchema {
+                warehouse: warehouse.clone(),
+                runtime: ctx.runtime_env(),
+                namespaces,
+                names: RwLock::new(BTreeMap::new()),
+            })
+        };
+        let schema = schema_of(&Namespace::ALL);
+        let system = schema_of(&[Namespace::System]);
         let catalog = MemoryCatalogProvider::new();
         catalog.register_schema(SCHEMA, schema.clone() as Arc<dyn SchemaProvider>)?;
+        catalog.register_schema(SYSTEM_SCHEMA, system.clone() as Arc<dyn SchemaProvider>)?;
         ctx.register_catalog(CATALOG, Arc::new(catalog));
-        let session = WarehouseSession { ctx, schema };
+        let session = WarehouseSession {
+            ctx,
+            schema,
+            system,
+        };
         session.refresh().await?;
         Ok(session)
     }
@@ -58,9 +73,8 @@ impl WarehouseSession {
 
     /// Re-list the warehouse's tables (new tables appear, dropped ones disappear).
     pub async fn refresh(&self) -> Result<()> {
-        let names = self.schema.warehouse.list_all().await?;
-        *self.schema.names.write().expect("table list lock") = names;
-        Ok(())
+        self.schema.refresh().await?;
+        self.system.refresh().await
     }
 
     /// Plan a SQL statement against the current table list.
@@ -70,10 +84,11 @@ impl WarehouseSession {
     }
 }
 
-/// The schema provider: tables and marts by name, opened at their latest version on lookup.
+/// A schema provider over some namespaces: tables by name, opened at their latest version on lookup.
 struct WarehouseSchema {
     warehouse: Warehouse,
     runtime: Arc<RuntimeEnv>,
+    namespaces: &'static [Namespace],
     names: RwLock<BTreeMap<String, Namespace>>,
 }
 
@@ -86,6 +101,23 @@ impl std::fmt::Debug for WarehouseSchema {
 }
 
 impl WarehouseSchema {
+    /// Re-list the tables of this schema's namespaces (the first namespace wins a name).
+    async fn refresh(&self) -> Result<()> {
+        let mut names = BTreeMap::new();
+        for &namespace in self.namespaces {
+            for name in self.warehouse.list(namespace).await? {
+                names.entry(name).or_insert(namespace);
+            }
+        }
+        if self.namespaces.contains(&Namespace::System) {
+            names
+                .entry(ledger::SLICES.to_string())
+                .or_insert(Namespace::System);
+        }
+        *self.names.write().expect("table list lock") = names;
+        Ok(())
+    }
+
     /// Make the table's object store known to the runtime (once per bucket or file system).
     fn register_store(&self, table: &DeltaTable) -> DfResult<()> {
         let log_store = table.log_store();
@@ -120,6 +152,16 @@ impl SchemaProvider for WarehouseSchema {
         let Some(namespace) = namespace else {
             return Ok(None);
         };
+        let is_ledger = namespace == Namespace::System && name == ledger::SLICES;
+        if is_ledger
+            && !self
+                .warehouse
+                .exists(namespace, name)
+                .await
+                .map_err(DataFusionError::from)?
+        {
+            return Ok(Some(ledger::empty_view()?));
+        }
         let table = self
             .warehouse
             .open_table(namespace, name)
@@ -130,6 +172,9 @@ impl SchemaProvider for WarehouseSchema {
             .table_provider()
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if is_ledger {
+            return Ok(Some(ledger::view(provider)?));
+        }
         Ok(Some(provider))
     }
 

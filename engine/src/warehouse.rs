@@ -22,6 +22,8 @@ pub enum Namespace {
     Tables,
     /// Marts built from SQL (`marts/`).
     Marts,
+    /// tidemark's own bookkeeping tables (`_tidemark/tables/`), queried as `tidemark.<name>`.
+    System,
 }
 
 impl Namespace {
@@ -30,10 +32,11 @@ impl Namespace {
         match self {
             Namespace::Tables => "tables",
             Namespace::Marts => "marts",
+            Namespace::System => "_tidemark/tables",
         }
     }
 
-    /// Both namespaces, in lookup order.
+    /// The namespaces of user data, in lookup order (system tables are listed apart).
     pub const ALL: [Namespace; 2] = [Namespace::Tables, Namespace::Marts];
 }
 
@@ -42,6 +45,7 @@ impl std::fmt::Display for Namespace {
         f.write_str(match self {
             Namespace::Tables => "table",
             Namespace::Marts => "mart",
+            Namespace::System => "system table",
         })
     }
 }
@@ -235,6 +239,11 @@ impl Warehouse {
     /// Start a replace of slices in a mart.
     pub fn replace_mart_slices(&self, mart: &str) -> ReplaceSlices {
         ReplaceSlices::new(self.clone(), Namespace::Marts, mart)
+    }
+
+    /// Start a replace of slices in one of tidemark's system tables.
+    pub fn replace_system_slices(&self, table: &str) -> ReplaceSlices {
+        ReplaceSlices::new(self.clone(), Namespace::System, table)
     }
 }
 

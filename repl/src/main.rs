@@ -8,6 +8,7 @@ mod logging;
 mod metrics;
 mod progress;
 mod project;
+mod schedule;
 
 use std::process::ExitCode;
 

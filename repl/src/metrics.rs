@@ -35,6 +35,12 @@ struct ResultLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    task: String,
+    result: String,
+}
+
 /// The scheduler's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -47,6 +53,8 @@ pub struct Metrics {
     lag: Family<AccountLabels, Gauge>,
     last_success: Family<AccountLabels, Gauge>,
     queue: Gauge,
+    tasks: Family<TaskLabels, Counter>,
+    gap_days: Gauge,
 }
 
 impl Metrics {
@@ -62,6 +70,8 @@ impl Metrics {
             lag: Family::default(),
             last_success: Family::default(),
             queue: Gauge::default(),
+            tasks: Family::default(),
+            gap_days: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -105,6 +115,16 @@ impl Metrics {
             "Jobs planned and not committed",
             m.queue.clone(),
         );
+        registry.register(
+            "scheduler_tasks",
+            "Scheduler tasks run (sync, gap_fill, mart_refresh, compaction) by result (ok, error)",
+            m.tasks.clone(),
+        );
+        registry.register(
+            "gap_days",
+            "Days of the configured history the slice ledger lacks (after the last gap fill)",
+            m.gap_days.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -144,6 +164,21 @@ impl Metrics {
                 .get_or_create(&source)
                 .inc_by(s.http.waited_ms as f64 / 1000.0);
         }
+    }
+
+    /// A scheduler task finished.
+    pub fn record_task(&self, task: &str, ok: bool) {
+        self.tasks
+            .get_or_create(&TaskLabels {
+                task: task.into(),
+                result: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
+    }
+
+    /// Days still missing from the history.
+    pub fn record_gap_days(&self, days: usize) {
+        self.gap_days.set(days as i64);
     }
 
     /// A sync that could not run at all.

@@ -1,7 +1,9 @@
 //! `tidemark run`: the scheduler. One per warehouse (a lease under `_tidemark/` that a dead
-//! holder cannot keep past its expiry); syncs every configured source's window every
-//! interval; serves Prometheus metrics on `/metrics`; on SIGTERM or Ctrl-C it lets the sync in
-//! flight finish (a second signal stops at once: the run's journal makes it resumable),
+//! holder cannot keep past its expiry). Every interval it syncs each configured source's
+//! window, then backfills days of the configured history that the slice ledger lacks (gaps
+//! left by failed jobs or downtime), and once a day at the configured hour compacts every
+//! table. It serves Prometheus metrics on `/metrics`; on SIGTERM or Ctrl-C it lets the task
+//! in flight finish (a second signal stops at once: the run's journal makes it resumable),
 //! releases the lease and exits cleanly.
 
 use std::net::SocketAddr;
@@ -19,6 +21,8 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::metrics::Metrics;
 use crate::project::ProjectArgs;
+use crate::schedule::{Clock, Schedule};
+use connectors::gaps;
 
 /// The scheduler's lease object.
 const LEASE_PATH: &str = "_tidemark/scheduler.lock";
@@ -45,33 +49,188 @@ pub struct RunArgs {
     /// Jobs per commit.
     #[arg(long, default_value_t = SyncOptions::DEFAULT_COMMIT_EVERY)]
     pub commit_every: usize,
+
+    /// Start the scheduler's clock at this instant (RFC 3339) instead of now. For rehearsals
+    /// and tests: data lands at real time; only the schedule follows this clock.
+    #[arg(long, hide = true)]
+    pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Run the scheduler's clock this many times faster than real time (with --clock-start).
+    #[arg(long, hide = true, default_value_t = 1.0)]
+    pub clock_speed: f64,
 }
 
-/// `[schedule] sync_every = "…"` from the config.
-fn configured_interval(
-    config: &connectors::config::ProjectConfig,
-) -> anyhow::Result<Option<Duration>> {
-    let Some(text) = config
-        .other
-        .get("schedule")
-        .and_then(|s| s.get("sync_every"))
-        .and_then(|v| v.as_str())
-    else {
-        return Ok(None);
-    };
-    humantime::parse_duration(text)
-        .map(Some)
-        .with_context(|| format!("[schedule] sync_every = {text:?} is not a duration like \"1h\""))
+/// SIGTERM and SIGINT: the first asks the scheduler to stop after the task in flight, a
+/// second stops it at once.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    stopping: bool,
 }
 
-/// Resolves when SIGTERM or SIGINT arrives.
-async fn next_signal(
-    terminate: &mut tokio::signal::unix::Signal,
-    interrupt: &mut tokio::signal::unix::Signal,
-) {
-    tokio::select! {
-        _ = terminate.recv() => {},
-        _ = interrupt.recv() => {},
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            stopping: false,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {},
+            _ = self.interrupt.recv() => {},
+        }
+    }
+
+    /// Run `task` to its end unless a second signal comes (then `None`).
+    async fn guard<F: std::future::Future>(&mut self, what: &str, task: F) -> Option<F::Output> {
+        tokio::pin!(task);
+        loop {
+            tokio::select! {
+                out = &mut task => return Some(out),
+                _ = self.next() => {
+                    if self.stopping {
+                        tracing::warn!(task = what, "second signal: stopping now");
+                        return None;
+                    }
+                    self.stopping = true;
+                    tracing::info!(task = what, "signal received: finishing the {what} in flight (signal again to stop now)");
+                    eprintln!("stopping after the {what} in flight (signal again to stop now)");
+                }
+            }
+        }
+    }
+}
+
+/// What one cycle of the scheduler works with.
+struct Cycle<'a> {
+    warehouse: &'a engine::Warehouse,
+    clients: &'a [Arc<dyn connectors::source::Source>],
+    sources: &'a [connectors::config::ResolvedSource],
+    schedule: &'a Schedule,
+    metrics: &'a Metrics,
+    args: &'a RunArgs,
+}
+
+impl Cycle<'_> {
+    fn options(&self, today: chrono::NaiveDate) -> SyncOptions {
+        SyncOptions {
+            run: connectors::raw::new_run_id(),
+            today,
+            window: None,
+            accounts: None,
+            workers: self.args.workers,
+            commit_every: self.args.commit_every,
+        }
+    }
+
+    /// Re-pull every source's restatement window.
+    async fn sync(&self, today: chrono::NaiveDate) {
+        let windows: Vec<Window> = self
+            .sources
+            .iter()
+            .map(|s| Window::trailing_days(today, s.window_days()))
+            .collect();
+        let options = self.options(today);
+        tracing::info!(run = %options.run, "sync started");
+        match connectors::sync::sync(self.warehouse, self.clients, &windows, &options, &|_| {})
+            .await
+        {
+            Ok(report) => {
+                self.metrics.record_sync(&report);
+                self.metrics.record_task("sync", true);
+                tracing::info!(run = %report.run, clean = report.is_clean(), sources = report.sources.len(), "sync finished");
+            }
+            Err(e) => {
+                self.metrics.record_error();
+                self.metrics.record_task("sync", false);
+                tracing::error!(run = %options.run, error = %e, "sync failed; resume with tidemark sync --resume {}", options.run);
+            }
+        }
+    }
+
+    /// Find the history's missing and stale days in the slice ledger and backfill some of them.
+    async fn fill_gaps(&self, now: chrono::DateTime<chrono::Utc>) {
+        let today = now.date_naive();
+        let records = match engine::ledger::read(self.warehouse).await {
+            Ok(records) => records,
+            Err(e) => {
+                self.metrics.record_task("gap_fill", false);
+                tracing::error!(error = %e, "could not read the slice ledger; gaps not checked");
+                return;
+            }
+        };
+        let gaps = gaps::find(
+            &records,
+            self.clients,
+            today,
+            self.schedule.history_days,
+            now,
+        );
+        let missing: usize = gaps.iter().map(|g| g.day_count()).sum();
+        if gaps.is_empty() {
+            self.metrics.record_gap_days(0);
+            return;
+        }
+        let chosen = gaps::limit(gaps, self.schedule.max_backfill_days);
+        let chosen_days: usize = chosen.iter().map(|g| g.day_count()).sum();
+        for gap in &chosen {
+            tracing::info!(source = %gap.source, account = %gap.account, since = %gap.days.since, until = %gap.days.until, reason = %gap.reason, "backfilling a gap");
+        }
+        let options = self.options(today);
+        let result =
+            connectors::sync::fill_gaps(self.warehouse, self.clients, &chosen, &options, &|_| {})
+                .await;
+        match result {
+            Ok(report) => {
+                self.metrics.record_sync(&report);
+                self.metrics.record_task("gap_fill", true);
+                let filled: usize = if report.is_clean() { chosen_days } else { 0 };
+                self.metrics.record_gap_days(missing - filled);
+                tracing::info!(run = %report.run, days = chosen_days, of = missing, clean = report.is_clean(), "gap fill finished");
+            }
+            Err(e) => {
+                self.metrics.record_task("gap_fill", false);
+                self.metrics.record_gap_days(missing);
+                tracing::error!(run = %options.run, error = %e, "gap fill failed");
+            }
+        }
+    }
+
+    /// Compact every table (the nightly maintenance).
+    async fn compact(&self) {
+        match engine::maintenance::compact_all(
+            self.warehouse,
+            engine::maintenance::DEFAULT_TARGET_SIZE,
+        )
+        .await
+        {
+            Ok(reports) => {
+                self.metrics.record_task("compaction", true);
+                let before: usize = reports.iter().map(|r| r.files_before).sum();
+                let after: usize = reports.iter().map(|r| r.files_after).sum();
+                tracing::info!(
+                    tables = reports.len(),
+                    files_before = before,
+                    files_after = after,
+                    "nightly compaction finished"
+                );
+            }
+            Err(e) => {
+                self.metrics.record_task("compaction", false);
+                tracing::error!(error = %e, "nightly compaction failed");
+            }
+        }
+    }
+
+    /// Refresh freshness gauges.
+    async fn record_status(&self, today: chrono::NaiveDate) {
+        match connectors::status::status(self.warehouse, self.sources, today).await {
+            Ok(status) => self.metrics.record_status(&status),
+            Err(e) => tracing::warn!(error = %e, "could not compute freshness"),
+        }
     }
 }
 
@@ -79,10 +238,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.project.config()?;
     let sources = config.sources().map_err(anyhow::Error::msg)?;
     anyhow::ensure!(!sources.is_empty(), "tidemark.toml configures no sources");
-    let every = args
-        .sync_every
-        .or(configured_interval(&config)?)
-        .unwrap_or(Duration::from_secs(3600));
+    let mut schedule = Schedule::from_config(&config)?;
+    if let Some(every) = args.sync_every {
+        anyhow::ensure!(!every.is_zero(), "--sync-every must be longer than 0s");
+        schedule.sync_every = every;
+    }
+    let clock = Clock::new(args.clock_start, args.clock_speed);
     let clients = connectors::build_sources(&sources, Purpose::Fetch)?;
     let warehouse = args.project.open(&config).await?;
     warehouse.storage().check_reachable().await?;
@@ -107,7 +268,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::error!(
-                            "the scheduler lease was taken over; stopping after this sync"
+                            "the scheduler lease was taken over; stopping after this task"
                         );
                         lost.store(true, Ordering::SeqCst);
                         return;
@@ -122,71 +283,59 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let metrics = Arc::new(Metrics::new());
     let bound = crate::metrics::serve(args.metrics_addr, Arc::clone(&metrics)).await?;
+    let mut next_compaction = schedule.next_compaction(clock.now());
     eprintln!(
-        "scheduler {holder}: syncing every {} ; metrics on http://{bound}/metrics",
-        humantime::format_duration(every)
+        "scheduler {holder}: syncing every {}, keeping {} days of history, compacting daily at {} UTC (next {}); metrics on http://{bound}/metrics",
+        humantime::format_duration(schedule.sync_every),
+        schedule.history_days,
+        schedule.compact_at.format("%H:%M"),
+        next_compaction.format("%Y-%m-%d %H:%M"),
     );
-    tracing::info!(holder, every_s = every.as_secs(), metrics = %bound, "scheduler started");
+    tracing::info!(holder, every_s = schedule.sync_every.as_secs(), metrics = %bound, "scheduler started");
 
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
+    let cycle = Cycle {
+        warehouse: &warehouse,
+        clients: &clients,
+        sources: &sources,
+        schedule: &schedule,
+        metrics: &metrics,
+        args: &args,
+    };
+    let mut signals = Signals::new()?;
     let mut code = ExitCode::SUCCESS;
     'schedule: loop {
+        let started = clock.now();
+        let today = started.date_naive();
+        if signals.guard("sync", cycle.sync(today)).await.is_none() {
+            break;
+        }
+        if !signals.stopping
+            && signals
+                .guard("gap fill", cycle.fill_gaps(clock.now()))
+                .await
+                .is_none()
+        {
+            break;
+        }
+        if !signals.stopping && clock.now() >= next_compaction {
+            if signals.guard("compaction", cycle.compact()).await.is_none() {
+                break;
+            }
+            next_compaction = schedule.next_compaction(clock.now());
+        }
+        cycle.record_status(clock.now().date_naive()).await;
+        if signals.stopping {
+            break;
+        }
         if lost.load(Ordering::SeqCst) {
             code = ExitCode::FAILURE;
             break;
         }
-        let today = chrono::Utc::now().date_naive();
-        let windows: Vec<Window> = sources
-            .iter()
-            .map(|s| Window::trailing_days(today, s.window_days()))
-            .collect();
-        let options = SyncOptions {
-            run: connectors::raw::new_run_id(),
-            today,
-            window: None,
-            accounts: None,
-            workers: args.workers,
-            commit_every: args.commit_every,
-        };
-        tracing::info!(run = %options.run, "sync started");
-        let sync = connectors::sync::sync(&warehouse, &clients, &windows, &options, &|_| {});
-        tokio::pin!(sync);
-        let mut stopping = false;
-        let outcome = loop {
-            tokio::select! {
-                outcome = &mut sync => break Some(outcome),
-                _ = next_signal(&mut terminate, &mut interrupt) => {
-                    if stopping {
-                        tracing::warn!(run = %options.run, "second signal: stopping now; resume with tidemark sync --resume {}", options.run);
-                        break None;
-                    }
-                    stopping = true;
-                    tracing::info!(run = %options.run, "signal received: finishing the sync in flight (signal again to stop now)");
-                }
-            }
-        };
-        match outcome {
-            None => break 'schedule,
-            Some(Ok(report)) => {
-                metrics.record_sync(&report);
-                tracing::info!(run = %report.run, clean = report.is_clean(), sources = report.sources.len(), "sync finished");
-            }
-            Some(Err(e)) => {
-                metrics.record_error();
-                tracing::error!(run = %options.run, error = %e, "sync failed");
-            }
-        }
-        match connectors::status::status(&warehouse, &sources, today).await {
-            Ok(status) => metrics.record_status(&status),
-            Err(e) => tracing::warn!(error = %e, "could not compute freshness"),
-        }
-        if stopping {
-            break;
-        }
+        let spent = (clock.now() - started).to_std().unwrap_or_default();
+        let wait = clock.real(schedule.sync_every.saturating_sub(spent));
         tokio::select! {
-            _ = tokio::time::sleep(every) => {},
-            _ = next_signal(&mut terminate, &mut interrupt) => break 'schedule,
+            _ = tokio::time::sleep(wait) => {},
+            _ = signals.next() => break 'schedule,
         }
     }
     renewer.abort();

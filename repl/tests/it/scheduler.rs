@@ -1,5 +1,7 @@
-//! `tidemark run`: syncs on its interval, serves metrics, refuses a second scheduler on the
-//! same warehouse, and on SIGTERM finishes cleanly and releases its lease.
+//! `tidemark run` on a compressed clock (one real second is one scheduled hour): syncs every
+//! hour, backfills the history the slice ledger lacks, compacts once when the clock passes
+//! 03:00, serves metrics, refuses a second scheduler on the same warehouse, and on SIGTERM
+//! finishes cleanly and releases its lease.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -26,8 +28,10 @@ fn metrics(port: u16) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_syncs_serves_metrics_holds_its_lease_and_stops_on_sigterm() {
+    // The clock starts at 22:00 on Nov 1 and runs 3600× fast: 03:00 on Nov 2 comes 5 s in.
+    let clock_start = "2026-11-01T22:00:00Z";
     let sim = connectors::sim::start_local(SimConfig {
-        today: chrono::Utc::now().date_naive(),
+        today: chrono::NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
         meta_job_polls: 1,
         ..SimConfig::default()
     })
@@ -37,8 +41,8 @@ async fn the_scheduler_syncs_serves_metrics_holds_its_lease_and_stops_on_sigterm
     std::fs::write(
         project.path().join("tidemark.toml"),
         format!(
-            "warehouse = \"wh\"\n\n[schedule]\nsync_every = \"1s\"\n\n[sources.meta]\nbase_url = \"{}\"\n\
-             access_token = {{ env = \"SIM_META_TOKEN\" }}\naccounts = [\"1000000001\"]\nwindow_days = 7\npoll_interval = \"5ms\"\n",
+            "warehouse = \"wh\"\n\n[schedule]\nsync_every = \"1h\"\nhistory_days = 10\ncompact_at = \"03:00\"\n\n[sources.meta]\nbase_url = \"{}\"\n\
+             access_token = {{ env = \"SIM_META_TOKEN\" }}\naccounts = [\"1000000001\"]\nwindow_days = 3\npoll_interval = \"5ms\"\n",
             sim.base_url()
         ),
     )
@@ -53,33 +57,74 @@ async fn the_scheduler_syncs_serves_metrics_holds_its_lease_and_stops_on_sigterm
     };
     let port = free_port();
     let mut scheduler = tidemark()
-        .args(["run", "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "run",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--clock-start",
+            clock_start,
+            "--clock-speed",
+            "3600",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
 
-    // Two syncs land (1 s apart), and the metrics say so.
+    // Eight scheduled hours pass (past 03:00): a sync each hour, one gap fill of the 7 days
+    // of history before the window, one compaction.
     let deadline = Instant::now() + Duration::from_secs(120);
     let text = loop {
         let text = tokio::task::spawn_blocking(move || metrics(port))
             .await
             .unwrap();
-        if let Some(t) = text.filter(|t| t.contains("tidemark_sync_runs_total{result=\"clean\"} 2"))
+        if let Some(t) = text
+            .filter(|t| t.contains("tidemark_scheduler_tasks_total{task=\"sync\",result=\"ok\"} 8"))
         {
             break t;
         }
-        assert!(Instant::now() < deadline, "no second sync within 120 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(Instant::now() < deadline, "no eighth sync within 120 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(
-        text.contains("tidemark_jobs_total{source=\"meta\",outcome=\"loaded\"} 2"),
-        "{text}"
-    );
+    let count = |task: &str| {
+        let prefix = format!("tidemark_scheduler_tasks_total{{task=\"{task}\",result=\"ok\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map(|n| n.trim().parse::<u64>().unwrap())
+            .unwrap_or(0)
+    };
+    assert_eq!(count("compaction"), 1, "{text}");
+    assert!(count("gap_fill") >= 1, "{text}");
+    assert!(!text.contains("result=\"error\""), "{text}");
+    assert!(text.contains("tidemark_gap_days 0"), "{text}");
     assert!(
         text.contains("tidemark_freshness_lag_days{source=\"meta\",account=\"1000000001\"} 1"),
         "{text}"
     );
+
+    // The slice ledger holds every day of the history, each settling 4 days after it ends.
+    let ledger = tidemark()
+        .args([
+            "sql",
+            "-w",
+            project.path().join("wh").to_str().unwrap(),
+            "--format",
+            "csv",
+            "-c",
+            "SELECT count(DISTINCT date) AS days, \
+                    sum(CASE WHEN settles_at = CAST(date + INTERVAL '4 days' AS TIMESTAMP) THEN 1 ELSE 0 END) = count(*) AS settle_ok, \
+                    bool_and(settled) AS all_settled \
+             FROM tidemark.slices WHERE date BETWEEN DATE '2026-10-23' AND DATE '2026-11-01'",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ledger.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ledger.stderr)
+    );
+    let csv = String::from_utf8_lossy(&ledger.stdout);
+    assert_eq!(csv.lines().nth(1), Some("10,true,true"), "{csv}");
 
     // A second scheduler on the same warehouse is refused, naming the holder.
     let second = tidemark()

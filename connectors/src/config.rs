@@ -136,6 +136,9 @@ pub struct SourceConfig {
     pub chunk_days: Option<u64>,
     /// Requests in flight at once for this source's credential.
     pub max_concurrency: Option<usize>,
+    /// Requests per second sent with this source's credential, by every process together
+    /// (workers share the pace through Redis). Unset: no pacing, only the platform's answers.
+    pub max_requests_per_second: Option<f64>,
     /// Attempts per request before giving up (throttled or failed).
     pub max_attempts: Option<u32>,
     /// The longest single wait honoured when the platform asks for one ("15m").

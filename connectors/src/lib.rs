@@ -133,6 +133,7 @@ pub fn build_sources_with(
             max_wait: c.max_wait.unwrap_or(defaults.max_wait),
             request_timeout: c.request_timeout.unwrap_or(defaults.request_timeout),
             base_backoff: c.backoff.unwrap_or(defaults.base_backoff),
+            max_requests_per_second: c.max_requests_per_second.filter(|r| *r > 0.0),
             ..defaults
         };
         let key = format!("{}/{}", source.platform, credential.fingerprint());

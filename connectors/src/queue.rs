@@ -105,9 +105,9 @@ impl RedisQueue {
         &self.server
     }
 
-    /// Throttle pauses shared through this Redis server.
-    pub fn pauses(&self) -> RedisPauses {
-        RedisPauses {
+    /// Throttle state (pauses and pace) shared through this Redis server.
+    pub fn throttle_state(&self) -> RedisThrottleState {
+        RedisThrottleState {
             con: self.con.clone(),
         }
     }
@@ -274,21 +274,58 @@ impl RedisQueue {
     }
 }
 
-/// Throttle pauses shared through Redis: `tidemark:throttle:<platform>/<credential
+/// Throttle state shared through Redis. `tidemark:throttle:<platform>/<credential
 /// fingerprint>` holds the Unix time in milliseconds until which requests wait, and expires
-/// with it. Failures to reach Redis only cost the sharing, never the request.
+/// with it; `tidemark:pace:<…>` holds the next free request slot of the credential's pace
+/// (GCRA, in Redis server time, so the workers' clocks need not agree). Failures to reach
+/// Redis only cost the sharing, never the request.
 #[derive(Clone)]
-pub struct RedisPauses {
+pub struct RedisThrottleState {
     con: MultiplexedConnection,
 }
 
-impl std::fmt::Debug for RedisPauses {
+impl std::fmt::Debug for RedisThrottleState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RedisPauses")
+        f.write_str("RedisThrottleState")
     }
 }
 
-impl crate::throttle::SharedPause for RedisPauses {
+/// Reserve the next slot of a pace: KEYS[1] the slot key, ARGV[1] the interval in µs;
+/// returns the µs to wait for the reserved slot.
+const RESERVE_SLOT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
+if slot < now then slot = now end
+local ttl_ms = math.floor((slot + interval - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.0f', slot + interval), 'PX', ttl_ms)
+return slot - now
+"#;
+
+impl crate::throttle::SharedThrottle for RedisThrottleState {
+    fn reserve<'a>(
+        &'a self,
+        key: &'a str,
+        interval: Duration,
+    ) -> futures::future::BoxFuture<'a, Option<Duration>> {
+        Box::pin(async move {
+            let mut con = self.con.clone();
+            let waited: redis::RedisResult<i64> = redis::Script::new(RESERVE_SLOT)
+                .key(format!("tidemark:pace:{key}"))
+                .arg(interval.as_micros() as u64)
+                .invoke_async(&mut con)
+                .await;
+            match waited {
+                Ok(us) => Some(Duration::from_micros(us.max(0) as u64)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not reserve a request slot through redis; pacing alone");
+                    None
+                }
+            }
+        })
+    }
+
     fn publish<'a>(
         &'a self,
         key: &'a str,

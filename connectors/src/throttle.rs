@@ -4,7 +4,10 @@
 //! in flight, and when the platform says "slow down" (each in its own way: Meta's HTTP 400
 //! with error codes and usage headers, Google's 429 with a `retryDelay` in the body, others'
 //! `Retry-After`) it pauses *all* of them until the platform's wait is over, instead of
-//! letting each request find out on its own. Transient failures (5xx, broken or truncated
+//! letting each request find out on its own. With `max_requests_per_second` it also paces
+//! requests ahead of the platform (GCRA: each request reserves the next free slot), in one
+//! process or, through a [`SharedThrottle`], across every worker using the credential.
+//! Transient failures (5xx, broken or truncated
 //! bodies, timeouts) are retried with exponential backoff and jitter, within bounds.
 //!
 //! Platforms decide what a response means through a classifier returning a [`Verdict`];
@@ -58,6 +61,8 @@ pub struct Limits {
     pub base_backoff: Duration,
     pub max_backoff: Duration,
     pub request_timeout: Duration,
+    /// Requests per second, across processes sharing the throttle state; `None`: unpaced.
+    pub max_requests_per_second: Option<f64>,
 }
 
 impl Default for Limits {
@@ -70,6 +75,7 @@ impl Default for Limits {
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             request_timeout: Duration::from_secs(120),
+            max_requests_per_second: None,
         }
     }
 }
@@ -113,12 +119,20 @@ pub struct GaveUp {
     pub last_body: Option<Bytes>,
 }
 
-/// Where a credential's pause is shared between processes (workers on one credential must
-/// respect one rate limit): `publish` announces "hold until", `read` asks for the latest.
-pub trait SharedPause: Send + Sync + std::fmt::Debug {
+/// A credential's throttle state shared between processes (workers on one credential must
+/// respect one rate limit): `publish` announces a pause ("hold until"), `read` asks for the
+/// latest, `reserve` takes the next request slot of a pace and says how long to wait for it.
+pub trait SharedThrottle: Send + Sync + std::fmt::Debug {
     fn publish<'a>(&'a self, key: &'a str, until: SystemTime)
         -> futures::future::BoxFuture<'a, ()>;
     fn read<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, Option<SystemTime>>;
+    /// Reserve the next slot of a pace of one request per `interval`; `None` when the shared
+    /// state cannot be reached (the caller then paces on its own).
+    fn reserve<'a>(
+        &'a self,
+        key: &'a str,
+        interval: Duration,
+    ) -> futures::future::BoxFuture<'a, Option<Duration>>;
 }
 
 /// Rate limiting and retries for one (platform, credential).
@@ -130,7 +144,9 @@ pub struct Throttle {
     permits: Semaphore,
     paused_until: Mutex<Option<Instant>>,
     stats: Stats,
-    shared: OnceLock<Arc<dyn SharedPause>>,
+    /// The theoretical arrival time of the next request when pacing in-process (GCRA).
+    next_slot: Mutex<Instant>,
+    shared: OnceLock<Arc<dyn SharedThrottle>>,
 }
 
 impl Throttle {
@@ -141,12 +157,13 @@ impl Throttle {
             limits,
             paused_until: Mutex::new(None),
             stats: Stats::default(),
+            next_slot: Mutex::new(Instant::now()),
             shared: OnceLock::new(),
         }
     }
 
-    /// Share this credential's pauses with other processes through `shared`.
-    pub fn share_pauses(&self, shared: Arc<dyn SharedPause>) {
+    /// Share this credential's pauses and pace with other processes through `shared`.
+    pub fn share_with(&self, shared: Arc<dyn SharedThrottle>) {
         let _ = self.shared.set(shared);
     }
 
@@ -228,6 +245,29 @@ impl Throttle {
         }
     }
 
+    /// Wait for this request's slot of the configured pace (no-op when unpaced).
+    async fn pace(&self) {
+        let Some(rate) = self.limits.max_requests_per_second else {
+            return;
+        };
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let shared = match self.shared.get() {
+            Some(shared) => shared.reserve(&self.key, interval).await,
+            None => None,
+        };
+        let wait = shared.unwrap_or_else(|| {
+            let now = Instant::now();
+            let mut next = self.next_slot.lock().expect("throttle lock");
+            let slot = (*next).max(now);
+            *next = slot + interval;
+            slot - now
+        });
+        if !wait.is_zero() {
+            tracing::trace!(throttle = %self.key, wait_ms = wait.as_millis() as u64, "pacing");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Backoff before attempt `attempt + 1`: exponential from `base_backoff`, capped, with
     /// "equal jitter" (half fixed, half random) so many clients do not retry in step.
     fn backoff(&self, attempt: u32) -> Duration {
@@ -259,6 +299,7 @@ impl Throttle {
                     .acquire()
                     .await
                     .expect("semaphore never closed");
+                self.pace().await;
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
                 fetch(build().timeout(self.limits.request_timeout)).await
             };

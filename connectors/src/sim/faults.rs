@@ -36,6 +36,9 @@ pub struct Faults {
     pub job_failures: u32,
     /// Google Ads: the daily operations quota is spent (429 with a day-long retryDelay).
     pub quota_exhausted: bool,
+    /// Data requests allowed in any one-second window per platform (0: no limit); beyond
+    /// it, requests get the platform's rate-limit answer.
+    pub rate_limit_per_second: u32,
 }
 
 /// The fault one request gets.

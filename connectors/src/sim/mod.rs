@@ -94,6 +94,8 @@ pub struct SimStats {
     pub report_runs: u64,
     pub rows_served: u64,
     pub token_refreshes: u64,
+    /// The most data requests that arrived within one second (sliding window).
+    pub peak_requests_per_second: u64,
 }
 
 /// One reported ad-day.
@@ -114,6 +116,8 @@ pub struct World {
     faults: Mutex<BTreeMap<Platform, Faults>>,
     drift: Mutex<BTreeMap<Platform, Drift>>,
     stats: Mutex<BTreeMap<Platform, SimStats>>,
+    /// Arrival times of the last second's data requests, per platform.
+    arrivals: Mutex<BTreeMap<Platform, std::collections::VecDeque<std::time::Instant>>>,
     pub(crate) meta_jobs: Mutex<HashMap<String, meta::ReportRun>>,
     next_id: AtomicU64,
 }
@@ -142,6 +146,7 @@ impl World {
             faults: Mutex::default(),
             drift: Mutex::default(),
             stats: Mutex::default(),
+            arrivals: Mutex::default(),
             meta_jobs: Mutex::default(),
             next_id: AtomicU64::new(1),
         })
@@ -217,9 +222,19 @@ impl World {
     /// Decide the fault for the next data request of `platform` on `account`.
     pub(crate) fn next_fault(&self, platform: Platform, account: Option<&str>) -> faults::Fault {
         self.count(platform, |s| s.requests += 1);
+        let in_last_second = self.arrive(platform);
+        self.count(platform, |s| {
+            s.peak_requests_per_second = s.peak_requests_per_second.max(in_last_second)
+        });
         let mut all = self.faults.lock().expect("faults lock");
         let plan = all.entry(platform).or_default();
-        let fault = plan.take(account);
+        let over_limit = plan.rate_limit_per_second > 0
+            && in_last_second > u64::from(plan.rate_limit_per_second);
+        let fault = if over_limit {
+            faults::Fault::Throttle
+        } else {
+            plan.take(account)
+        };
         drop(all);
         self.count(platform, |s| match fault {
             faults::Fault::Throttle | faults::Fault::RetryAfter | faults::Fault::QuotaGone => {
@@ -231,6 +246,21 @@ impl World {
             faults::Fault::None => {}
         });
         fault
+    }
+
+    /// Count a data request's arrival; returns how many arrived within the last second.
+    fn arrive(&self, platform: Platform) -> u64 {
+        let now = std::time::Instant::now();
+        let mut all = self.arrivals.lock().expect("arrivals lock");
+        let recent = all.entry(platform).or_default();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(1))
+        {
+            recent.pop_front();
+        }
+        recent.push_back(now);
+        recent.len() as u64
     }
 
     pub(crate) fn take_job_failure(&self) -> bool {

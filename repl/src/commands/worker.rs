@@ -41,9 +41,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let queue = RedisQueue::connect(&args.queue, warehouse.url().as_str()).await?;
     // Workers on one credential respect one rate limit: a pause any of them is told to take
     // is taken by all.
-    let pauses: Arc<dyn connectors::throttle::SharedPause> = Arc::new(queue.pauses());
+    let shared: Arc<dyn connectors::throttle::SharedThrottle> = Arc::new(queue.throttle_state());
     for client in &clients {
-        client.throttle().share_pauses(Arc::clone(&pauses));
+        client.throttle().share_with(Arc::clone(&shared));
     }
     let consumer = format!(
         "{}:{}:{}",

@@ -158,7 +158,7 @@ async fn workers_share_a_run_and_take_over_a_dead_workers_job() {
 /// Two processes' throttles on one credential: when one is told to wait, the other waits too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttle_pause_is_shared_through_redis() {
-    use connectors::throttle::{generic_verdict, Limits, SharedPause, Throttle};
+    use connectors::throttle::{generic_verdict, Limits, SharedThrottle, Throttle};
     use std::sync::Arc;
 
     let redis = Redis::start();
@@ -169,13 +169,13 @@ async fn a_throttle_pause_is_shared_through_redis() {
     let queue = connectors::queue::RedisQueue::connect(&redis.url(), &warehouse)
         .await
         .unwrap();
-    let shared: Arc<dyn SharedPause> = Arc::new(queue.pauses());
+    let shared: Arc<dyn SharedThrottle> = Arc::new(queue.throttle_state());
     let (a, b) = (
         Throttle::new("meta/abcd1234", Limits::default()),
         Throttle::new("meta/abcd1234", Limits::default()),
     );
-    a.share_pauses(Arc::clone(&shared));
-    b.share_pauses(Arc::clone(&shared));
+    a.share_with(Arc::clone(&shared));
+    b.share_with(Arc::clone(&shared));
 
     a.pause(Duration::from_millis(1500), "told to slow down");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -195,4 +195,102 @@ async fn a_throttle_pause_is_shared_through_redis() {
         started.elapsed()
     );
     assert!(b.stats().waited_ms >= 1000, "{:?}", b.stats());
+}
+
+/// Four workers on one credential paced at `max_requests_per_second`: together they stay
+/// within the platform's limit (the simulator counts arrivals in every one-second window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_workers_together_keep_one_credentials_rate_limit() {
+    use connectors::config::Platform;
+    use connectors::sim::faults::Faults;
+
+    const ALLOWED: u32 = 20;
+    const PACE: u32 = 15;
+    let redis = Redis::start();
+    let sim = crate::resume::start_sim().await;
+    sim.world.set_faults(
+        Platform::Meta,
+        Faults {
+            rate_limit_per_second: ALLOWED,
+            ..Faults::default()
+        },
+    );
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("tidemark.toml"),
+        format!(
+            "warehouse = \"wh\"\n\n[sources.meta]\nbase_url = \"{}\"\naccess_token = {{ env = \"SIM_META_TOKEN\" }}\n\
+             accounts = [\"1000000001\", \"1000000002\"]\nwindow_days = 10\nchunk_days = 1\npoll_interval = \"5ms\"\n\
+             max_concurrency = 4\nmax_requests_per_second = {PACE}\n",
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    let tidemark = {
+        let p = project.path().to_path_buf();
+        move || {
+            let mut cmd = crate::resume::tidemark(&p);
+            cmd.env_remove("TIDEMARK_QUEUE");
+            cmd
+        }
+    };
+    let sync = tidemark()
+        .args([
+            "sync",
+            "--today",
+            "2026-11-20",
+            "--format",
+            "json",
+            "--queue",
+        ])
+        .arg(redis.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let workers: Vec<Child> = (0..4)
+        .map(|_| {
+            tidemark()
+                .args(["worker", "--exit-when-idle", "3s", "--queue"])
+                .arg(redis.url())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || sync.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    for mut w in workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["committed"], 20, "{summary}");
+
+    let stats = sim.world.stats(Platform::Meta);
+    println!(
+        "4 workers, one credential: {} requests in {:.1} s, peak {} requests in one second; allowed {ALLOWED}/s, paced at {PACE}/s; throttled answers: {}",
+        stats.requests,
+        elapsed.as_secs_f64(),
+        stats.peak_requests_per_second,
+        stats.throttled
+    );
+    assert!(
+        stats.peak_requests_per_second <= u64::from(ALLOWED),
+        "peak {} > allowed {ALLOWED}",
+        stats.peak_requests_per_second
+    );
+    assert_eq!(
+        stats.throttled, 0,
+        "the platform never had to refuse a request"
+    );
 }

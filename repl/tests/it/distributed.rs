@@ -294,3 +294,139 @@ async fn four_workers_together_keep_one_credentials_rate_limit() {
         "the platform never had to refuse a request"
     );
 }
+
+/// Three workers on one queue; one of them is killed with SIGKILL mid-download three times
+/// (and started again each time). No job is lost, none is committed twice, and the tables
+/// equal the simulators' truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_one_killed_again_and_again_lose_and_double_nothing() {
+    use connectors::config::Platform;
+    use connectors::sim::faults::Faults;
+
+    let redis = Redis::start();
+    let sim = crate::resume::start_sim().await;
+    // Slow answers, so a kill lands in the middle of a download.
+    for platform in [Platform::Meta, Platform::GoogleAds] {
+        sim.world.set_faults(
+            platform,
+            Faults {
+                slow: 10_000,
+                slow_ms: 120,
+                ..Faults::default()
+            },
+        );
+    }
+    let project = crate::resume::project_for(&sim);
+    let tidemark = {
+        let p = project.path().to_path_buf();
+        move || {
+            let mut cmd = crate::resume::tidemark(&p);
+            cmd.env_remove("TIDEMARK_QUEUE");
+            cmd
+        }
+    };
+    let sync = tidemark()
+        .args([
+            "sync",
+            "--today",
+            "2026-11-20",
+            "--format",
+            "json",
+            "--queue",
+        ])
+        .arg(redis.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let steady: Vec<Child> = (0..2)
+        .map(|_| {
+            tidemark()
+                .args([
+                    "worker",
+                    "--lease",
+                    "2s",
+                    "--exit-when-idle",
+                    "6s",
+                    "--queue",
+                ])
+                .arg(redis.url())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let url = redis.url();
+    let start_victim = tidemark.clone();
+    let kills = tokio::task::spawn_blocking(move || {
+        let delays = crate::resume::delays(0xdead, 3, 300..900);
+        for delay in &delays {
+            let mut victim = start_victim()
+                .args(["worker", "--lease", "2s", "--queue", &url])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(*delay));
+            victim.kill().unwrap();
+            victim.wait().unwrap();
+        }
+        delays.len()
+    })
+    .await
+    .unwrap();
+    assert_eq!(kills, 3);
+
+    let out = tokio::task::spawn_blocking(move || {
+        let mut sync = sync;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if sync.try_wait().unwrap().is_some() {
+                return sync.wait_with_output().unwrap();
+            }
+            assert!(Instant::now() < deadline, "sync --queue did not finish");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    let mut steady_logs = String::new();
+    for w in steady {
+        let out = tokio::task::spawn_blocking(move || w.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        steady_logs.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["committed"], 8, "{summary}");
+    let takeovers = steady_logs
+        .matches("took over a job whose worker went silent")
+        .count();
+    eprintln!("jobs of the killed worker taken over by the others: {takeovers}");
+    assert!(takeovers >= 1, "no kill landed mid-job: {steady_logs}");
+
+    let window = connectors::Window::trailing_days("2026-11-20".parse().unwrap(), 14);
+    let expected = crate::resume::reported_rows(&sim, window);
+    assert_eq!(
+        crate::resume::counts(project.path(), "true").await,
+        format!("{expected},{expected}")
+    );
+    let wh = project.path().join("wh");
+    let jobs = |t: &str| crate::resume::committed_jobs(&wh.join(t));
+    let per_source = [
+        jobs("tables/meta_insights"),
+        jobs("tables/google_ads_ad_daily"),
+    ]
+    .concat();
+    let distinct: std::collections::BTreeSet<_> = per_source.iter().collect();
+    assert_eq!((per_source.len(), distinct.len()), (8, 8), "{per_source:?}");
+    let mut per_source = per_source;
+    per_source.sort();
+    assert_eq!(jobs("tables/ad_performance"), per_source);
+}

@@ -137,8 +137,9 @@ async fn a_killed_sync_resumes_without_redoing_or_doubling() {
     let sim = start_sim().await;
     let project = project_for(&sim);
 
-    // 8 jobs, one commit pair each; frozen at the third commit (the first job is committed
-    // and journaled, the second is half-way) and killed.
+    // 8 jobs, three commits each (per-source table, ad_performance, slice ledger); frozen at
+    // the fourth commit (the first job is committed and journaled, the second half-way) and
+    // killed.
     let p = project.path().to_path_buf();
     tokio::task::spawn_blocking(move || {
         let mut cmd = tidemark(&p);
@@ -153,7 +154,7 @@ async fn a_killed_sync_resumes_without_redoing_or_doubling() {
             "--workers",
             "2",
         ]);
-        kill_at_failpoint(&mut cmd, "replace.after-commit#3");
+        kill_at_failpoint(&mut cmd, "replace.after-commit#4");
     })
     .await
     .unwrap();
@@ -211,7 +212,7 @@ async fn a_killed_sync_resumes_without_redoing_or_doubling() {
         .sum();
     assert_eq!(
         commits, 14,
-        "two commits for each of the 7 remaining jobs only"
+        "two data commits for each of the 7 remaining jobs only"
     );
 
     let after = status(project.path()).await;
@@ -273,5 +274,152 @@ async fn backfill_loads_a_historical_range_in_chunks() {
         )
         .await,
         format!("{expected},{expected}")
+    );
+}
+
+/// The Delta `txn` app ids in a table's log, one entry per commit that carried a job.
+pub fn committed_jobs(table_dir: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(table_dir.join("_delta_log")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(app) = action["txn"]["appId"].as_str() {
+                ids.push(app.to_string());
+            }
+        }
+    }
+    ids.sort();
+    ids
+}
+
+/// A small deterministic generator for kill delays (xorshift).
+pub fn delays(seed: u64, n: usize, range_ms: std::ops::Range<u64>) -> Vec<u64> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            range_ms.start + x % (range_ms.end - range_ms.start)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_at_random_moments_again_and_again_converges_to_the_truth() {
+    let sim = start_sim().await;
+    let project = project_for(&sim);
+    let wh = project.path().join("wh");
+
+    // Killed with SIGKILL five times at seeded random moments, resumed after each kill.
+    for (attempt, delay) in delays(0x5eed, 5, 100..800).into_iter().enumerate() {
+        let p = project.path().to_path_buf();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut cmd = tidemark(&p);
+            cmd.args(["sync", "--commit-every", "1", "--workers", "2"]);
+            if attempt == 0 {
+                cmd.args(["--today", "2026-11-20", "--run", "chaos"]);
+            } else {
+                cmd.args(["--resume", "chaos"]);
+            }
+            let mut child = cmd
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+            let _ = child.kill(); // SIGKILL; the sync may already have finished
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        eprintln!(
+            "attempt {attempt}: killed after {delay} ms ({})",
+            if out.status.code().is_some() {
+                "had already exited"
+            } else {
+                "killed"
+            }
+        );
+    }
+    let p = project.path().to_path_buf();
+    let last = tokio::task::spawn_blocking(move || {
+        tidemark(&p)
+            .args([
+                "sync",
+                "--resume",
+                "chaos",
+                "--commit-every",
+                "1",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        last.status.success(),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+
+    // The tables equal the simulators' truth: every reported row exactly once.
+    let window = Window::trailing_days("2026-11-20".parse().unwrap(), 14);
+    let expected = reported_rows(&sim, window);
+    assert_eq!(
+        counts(project.path(), "true").await,
+        format!("{expected},{expected}")
+    );
+
+    // Every job was committed exactly once into each table, across all attempts: 4 jobs of
+    // each source (2 accounts × 2 chunks), whatever the kills interrupted.
+    let meta = committed_jobs(&wh.join("tables/meta_insights"));
+    let google = committed_jobs(&wh.join("tables/google_ads_ad_daily"));
+    let unified = committed_jobs(&wh.join("tables/ad_performance"));
+    let ledger = committed_jobs(&wh.join("_tidemark/tables/slices"));
+    let distinct = |ids: &[String]| ids.iter().collect::<std::collections::BTreeSet<_>>().len();
+    assert_eq!((meta.len(), distinct(&meta)), (4, 4), "{meta:?}");
+    assert_eq!((google.len(), distinct(&google)), (4, 4), "{google:?}");
+    let mut per_source = [meta, google].concat();
+    per_source.sort();
+    assert_eq!(
+        unified, per_source,
+        "ad_performance carries exactly the per-source jobs"
+    );
+    assert_eq!(ledger, per_source, "the ledger records exactly those jobs");
+
+    // The ledger has one record per slice of the window, holding the slice's row count.
+    let p = project.path().to_path_buf();
+    let check = tokio::task::spawn_blocking(move || {
+        tidemark(&p)
+            .args(["sql", "-w"])
+            .arg(p.join("wh"))
+            .args([
+                "--format",
+                "csv",
+                "-c",
+                "SELECT count(*) AS slices, sum(CASE WHEN l.rows = coalesce(a.n, 0) THEN 1 ELSE 0 END) AS matching \
+                 FROM tidemark.slices l LEFT JOIN (SELECT source, account_id, date, count(*) AS n FROM ad_performance GROUP BY 1, 2, 3) a \
+                 ON l.source = a.source AND l.account_id = a.account_id AND l.date = a.date",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).lines().nth(1),
+        Some("56,56")
     );
 }

@@ -242,6 +242,61 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// How many times the job was delivered (read, or taken over from a silent worker).
+    pub async fn deliveries(&self, id: &str) -> Result<u64> {
+        let mut con = self.con.clone();
+        let reply: Value = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(id)
+            .arg(id)
+            .arg(1)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| queue_error(&self.server, e))?;
+        // [[id, consumer, idle ms, deliveries]]
+        Ok(match reply {
+            Value::Array(rows) => match rows.first() {
+                Some(Value::Array(row)) => match row.get(3) {
+                    Some(Value::Int(n)) => *n as u64,
+                    _ => 0,
+                },
+                _ => 0,
+            },
+            _ => 0,
+        })
+    }
+
+    /// Give up on a job that keeps coming back: copy it to the dead-letter stream
+    /// (`…:jobs:dead`, with why) and acknowledge it so no worker takes it again.
+    pub async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<()> {
+        let mut con = self.con.clone();
+        let unit = serde_json::to_string(&delivery.unit).expect("units serialize");
+        let _: String = redis::cmd("XADD")
+            .arg(format!("{}:dead", self.stream))
+            .arg("*")
+            .arg("run")
+            .arg(&delivery.run)
+            .arg("unit")
+            .arg(unit)
+            .arg("reason")
+            .arg(reason)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| queue_error(&self.server, e))?;
+        self.ack(&delivery.id).await
+    }
+
+    /// Jobs on the dead-letter stream.
+    pub async fn dead_letters(&self) -> Result<u64> {
+        let mut con = self.con.clone();
+        redis::cmd("XLEN")
+            .arg(format!("{}:dead", self.stream))
+            .query_async(&mut con)
+            .await
+            .map_err(|e| queue_error(&self.server, e))
+    }
+
     /// The job is done (committed or journaled as unloaded).
     pub async fn ack(&self, id: &str) -> Result<()> {
         let mut con = self.con.clone();

@@ -1,7 +1,8 @@
 //! `tidemark worker`: a stateless collector. Takes jobs from the Redis Streams queue of the
 //! project's warehouse, runs each (fetch, land, normalize, commit, journal) and acks it after
 //! the commit; keeps the job it works on claimed with a heartbeat; takes over jobs of workers
-//! that went silent for longer than `--lease`. SIGTERM or Ctrl-C: finish the current job, then
+//! that went silent for longer than `--lease`, and gives up on a job delivered more than
+//! `--max-deliveries` times (journaled as failed, copied to a dead-letter stream). SIGTERM or Ctrl-C: finish the current job, then
 //! exit.
 
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use connectors::journal::Journal;
 use connectors::queue::RedisQueue;
 use connectors::Purpose;
 use tokio::signal::unix::{signal, SignalKind};
@@ -27,6 +29,12 @@ pub struct WorkerArgs {
     /// A job whose worker has been silent this long is taken over by another worker.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub lease: Duration,
+
+    /// A job delivered this many times without being finished (its workers died, or its
+    /// commit kept failing) is given up: journaled as failed and moved to the dead-letter
+    /// stream, so one poison job cannot circle forever.
+    #[arg(long, default_value_t = 5)]
+    pub max_deliveries: u64,
 
     /// Exit after this long without a job (default: keep waiting).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -61,6 +69,18 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         let delivery = match queue.reclaim(&consumer, args.lease).await? {
             Some(d) => {
                 tracing::warn!(job = %d.unit, run = %d.run, "took over a job whose worker went silent");
+                let deliveries = queue.deliveries(&d.id).await?;
+                if deliveries > args.max_deliveries {
+                    let reason = format!(
+                        "given up after {deliveries} deliveries: its workers died or its commit failed each time (see the workers' logs)"
+                    );
+                    tracing::error!(job = %d.unit, run = %d.run, deliveries, "{reason}; moved to the dead-letter stream");
+                    Journal::new(warehouse.storage().store(), &d.run)?
+                        .mark_unloaded(&d.unit, "failed", &reason)
+                        .await?;
+                    queue.dead_letter(&d, &reason).await?;
+                    continue;
+                }
                 Some(d)
             }
             None => tokio::select! {

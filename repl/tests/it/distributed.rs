@@ -430,3 +430,99 @@ async fn three_workers_one_killed_again_and_again_lose_and_double_nothing() {
     per_source.sort();
     assert_eq!(jobs("tables/ad_performance"), per_source);
 }
+
+/// A job that keeps coming back (its worker dies each time) is given up after
+/// `--max-deliveries`: journaled as failed, moved to the dead-letter stream and acked, so the
+/// run ends (non-zero, naming it) instead of the job circling forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_keeps_coming_back_is_dead_lettered() {
+    let redis = Redis::start();
+    let sim = crate::resume::start_sim().await;
+    let project = crate::resume::project_for(&sim);
+    let tidemark = {
+        let p = project.path().to_path_buf();
+        move || {
+            let mut cmd = crate::resume::tidemark(&p);
+            cmd.env_remove("TIDEMARK_QUEUE");
+            cmd
+        }
+    };
+    let sync = tidemark()
+        .args([
+            "sync",
+            "--today",
+            "2026-11-20",
+            "--format",
+            "json",
+            "--queue",
+        ])
+        .arg(redis.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The first worker dies holding a job (delivery 1).
+    let url = redis.url();
+    let mut a = tidemark();
+    tokio::task::spawn_blocking(move || {
+        a.args(["worker", "--queue", &url, "--lease", "1s"]);
+        let mut child = hold_at_failpoint(&mut a, "replace.before-commit");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    })
+    .await
+    .unwrap();
+
+    // The next worker allows one delivery: taking the job over would be the second.
+    let url = redis.url();
+    let mut b = tidemark();
+    let b_out = tokio::task::spawn_blocking(move || {
+        b.args([
+            "worker",
+            "--queue",
+            &url,
+            "--lease",
+            "1s",
+            "--max-deliveries",
+            "1",
+            "--exit-when-idle",
+            "4s",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let b_err = String::from_utf8_lossy(&b_out.stderr);
+    assert!(b_err.contains("moved to the dead-letter stream"), "{b_err}");
+
+    let out = tokio::task::spawn_blocking(move || sync.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "a given-up job fails the run");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["committed"], 7, "{summary}");
+    let unloaded = summary["unloaded"].as_array().unwrap();
+    assert_eq!(unloaded.len(), 1, "{summary}");
+    assert!(
+        unloaded[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("given up after 2 deliveries"),
+        "{summary}"
+    );
+
+    // The dead-letter stream holds it.
+    let warehouse = engine::Warehouse::open(
+        project.path().join("wh").to_str().unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let queue = connectors::queue::RedisQueue::connect(&redis.url(), warehouse.url().as_str())
+        .await
+        .unwrap();
+    assert_eq!(queue.dead_letters().await.unwrap(), 1);
+}

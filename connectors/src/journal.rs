@@ -31,6 +31,9 @@ pub struct Plan {
     /// Each source's window, in sync order.
     pub sources: Vec<(String, Window)>,
     pub jobs: Vec<Unit>,
+    /// Jobs per commit the run was started with (a resume keeps it unless told otherwise).
+    #[serde(default)]
+    pub commit_every: Option<usize>,
 }
 
 /// A committed job.
@@ -252,6 +255,7 @@ mod tests {
             created_at: Utc::now(),
             sources: vec![("meta".into(), w)],
             jobs: vec![Unit::new("meta", "1", w), Unit::new("meta", "2", w)],
+            commit_every: Some(1),
         };
         journal.start(&plan).await.unwrap();
         let again = journal.start(&plan).await.unwrap_err().to_string();

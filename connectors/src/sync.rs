@@ -547,6 +547,7 @@ fn make_plan(sources: &[Arc<dyn Source>], windows: &[Window], options: &SyncOpti
             .map(|(s, w)| (s.name().to_string(), *w))
             .collect(),
         jobs,
+        commit_every: Some(options.commit_every),
     }
 }
 
@@ -578,6 +579,7 @@ pub async fn fill_gaps(
         created_at: chrono::Utc::now(),
         sources: Vec::new(),
         jobs: Vec::new(),
+        commit_every: Some(options.commit_every),
     };
     for source in sources {
         let mine: Vec<_> = gaps.iter().filter(|g| g.source == source.name()).collect();

@@ -59,9 +59,10 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = SyncOptions::DEFAULT_WORKERS, env = "TIDEMARK_WORKERS")]
     pub workers: usize,
 
-    /// Jobs per commit: each source's loaded jobs are committed in batches of this size.
-    #[arg(long, default_value_t = SyncOptions::DEFAULT_COMMIT_EVERY)]
-    pub commit_every: usize,
+    /// Jobs per commit: each source's loaded jobs are committed in batches of this size
+    /// (default 50; a resumed run keeps the size it was started with).
+    #[arg(long)]
+    pub commit_every: Option<usize>,
 
     /// Rebuild the tables from run RUN's payloads in raw/ (no network, no credentials).
     #[arg(long, value_name = "RUN")]
@@ -245,13 +246,20 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let report = match (&args.replay, &args.resume) {
         (Some(run), _) => connectors::sync::replay(&warehouse, &clients, run, &on_event).await?,
         (None, Some(run)) => {
+            let planned = connectors::journal::Journal::new(warehouse.storage().store(), run)?
+                .plan()
+                .await?
+                .commit_every;
             let options = SyncOptions {
                 run: run.clone(),
                 today: chrono::Utc::now().date_naive(),
                 window: None,
                 accounts: None,
                 workers: args.workers,
-                commit_every: args.commit_every,
+                commit_every: args
+                    .commit_every
+                    .or(planned)
+                    .unwrap_or(SyncOptions::DEFAULT_COMMIT_EVERY),
             };
             connectors::sync::resume(&warehouse, &clients, run, &options, &on_event).await?
         }
@@ -288,7 +296,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                 window: explicit,
                 accounts,
                 workers: args.workers,
-                commit_every: args.commit_every,
+                commit_every: args
+                    .commit_every
+                    .unwrap_or(SyncOptions::DEFAULT_COMMIT_EVERY),
             };
             if let Some(queue) = &args.queue {
                 return distribute(&warehouse, &clients, &windows, &options, queue, args.format)
@@ -430,7 +440,7 @@ pub async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         resume: None,
         queue: None,
         workers: args.workers,
-        commit_every: args.commit_every,
+        commit_every: Some(args.commit_every),
         format: args.format,
     })
     .await

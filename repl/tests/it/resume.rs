@@ -171,15 +171,7 @@ async fn a_killed_sync_resumes_without_redoing_or_doubling() {
     let p = project.path().to_path_buf();
     let resumed = tokio::task::spawn_blocking(move || {
         tidemark(&p)
-            .args([
-                "sync",
-                "--resume",
-                "killed",
-                "--commit-every",
-                "1",
-                "--format",
-                "json",
-            ])
+            .args(["sync", "--resume", "killed", "--format", "json"])
             .output()
             .unwrap()
     })
@@ -212,7 +204,7 @@ async fn a_killed_sync_resumes_without_redoing_or_doubling() {
         .sum();
     assert_eq!(
         commits, 14,
-        "two data commits for each of the 7 remaining jobs only"
+        "two data commits for each of the 7 remaining jobs only (the resume kept the run's --commit-every 1)"
     );
 
     let after = status(project.path()).await;

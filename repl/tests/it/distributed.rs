@@ -58,101 +58,134 @@ impl Drop for Redis {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_share_a_run_and_take_over_a_dead_workers_job() {
-    let redis = Redis::start();
-    let sim = crate::resume::start_sim().await;
-    let project = crate::resume::project_for(&sim);
-    let tidemark = {
-        let p = project.path().to_path_buf();
-        move || {
-            let mut cmd = crate::resume::tidemark(&p);
-            cmd.env_remove("TIDEMARK_QUEUE");
-            cmd
+/// A project on the simulators, a redis-server, and the `tidemark` commands that use them.
+struct QueueSetup {
+    redis: Redis,
+    sim: connectors::sim::RunningSim,
+    project: tempfile::TempDir,
+}
+
+impl QueueSetup {
+    /// The simulators and the usual two-source project (8 jobs for 2026-11-20).
+    async fn new() -> Self {
+        let redis = Redis::start();
+        let sim = crate::resume::start_sim().await;
+        let project = crate::resume::project_for(&sim);
+        QueueSetup {
+            redis,
+            sim,
+            project,
         }
-    };
-    let mut sync = tidemark()
-        .args([
-            "sync",
-            "--today",
-            "2026-11-20",
-            "--run",
-            "dist",
-            "--format",
-            "json",
-            "--queue",
-            &redis.url(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    }
+
+    fn tidemark(&self) -> Command {
+        let mut cmd = crate::resume::tidemark(self.project.path());
+        cmd.env_remove("TIDEMARK_QUEUE");
+        cmd
+    }
+
+    /// `tidemark sync --queue` for 2026-11-20 with a JSON summary, running.
+    fn queued_sync(&self, extra: &[&str]) -> Child {
+        self.tidemark()
+            .args(["sync", "--today", "2026-11-20", "--format", "json"])
+            .args(extra)
+            .arg("--queue")
+            .arg(self.redis.url())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// A worker takes a job, lands its pages, and is killed just before committing it.
+    async fn worker_dies_holding_a_job(&self, lease: &str) {
+        let mut worker = self.tidemark();
+        worker
+            .args(["worker", "--lease", lease, "--queue"])
+            .arg(self.redis.url());
+        tokio::task::spawn_blocking(move || {
+            let mut child = hold_at_failpoint(&mut worker, "replace.before-commit");
+            child.kill().unwrap();
+            child.wait().unwrap();
+        })
+        .await
         .unwrap();
+    }
 
-    // Worker A takes a job, lands its pages, and dies just before committing it.
-    let url = redis.url();
-    let mut a = tidemark();
+    /// Run a worker with `args` until it exits; its stderr at log level warn.
+    async fn worker(&self, args: &[&str]) -> String {
+        let mut worker = self.tidemark();
+        worker
+            .arg("worker")
+            .args(args)
+            .arg("--queue")
+            .arg(self.redis.url())
+            .env("RUST_LOG", "warn");
+        let out = tokio::task::spawn_blocking(move || worker.output().unwrap())
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    }
+
+    /// Every row the simulators report for the 14-day window is in the warehouse exactly once.
+    async fn assert_truth(&self) {
+        let window = connectors::Window::trailing_days("2026-11-20".parse().unwrap(), 14);
+        let expected = crate::resume::reported_rows(&self.sim, window);
+        assert_eq!(
+            crate::resume::counts(self.project.path(), "true").await,
+            format!("{expected},{expected}")
+        );
+    }
+}
+
+/// Wait (up to two minutes) for a queued sync to end; its output.
+async fn finish(sync: Child) -> std::process::Output {
     tokio::task::spawn_blocking(move || {
-        a.args(["worker", "--queue", &url, "--lease", "2s"]);
-        let mut child = hold_at_failpoint(&mut a, "replace.before-commit");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    })
-    .await
-    .unwrap();
-
-    // Worker B does the rest, and A's job once A's lease has run out.
-    let url = redis.url();
-    let mut b = tidemark();
-    let b_out = tokio::task::spawn_blocking(move || {
-        b.args([
-            "worker",
-            "--queue",
-            &url,
-            "--lease",
-            "2s",
-            "--exit-when-idle",
-            "5s",
-        ])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-    })
-    .await
-    .unwrap();
-    let b_err = String::from_utf8_lossy(&b_out.stderr);
-    assert!(b_out.status.success(), "{b_err}");
-    assert!(
-        b_err.contains("took over a job whose worker went silent"),
-        "{b_err}"
-    );
-
-    let out = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(_status) = sync.try_wait().unwrap() {
-                return sync.wait_with_output().unwrap();
-            }
+        let mut sync = sync;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while sync.try_wait().unwrap().is_none() {
             assert!(Instant::now() < deadline, "sync --queue did not finish");
             std::thread::sleep(Duration::from_millis(100));
         }
+        sync.wait_with_output().unwrap()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// The JSON summary of a successful queued sync.
+fn summary_of(out: &std::process::Output) -> serde_json::Value {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_a_run_and_take_over_a_dead_workers_job() {
+    let setup = QueueSetup::new().await;
+    let sync = setup.queued_sync(&["--run", "dist"]);
+
+    // Worker A takes a job, lands its pages, and dies just before committing it.
+    setup.worker_dies_holding_a_job("2s").await;
+
+    // Worker B does the rest, and A's job once A's lease has run out.
+    let b_err = setup
+        .worker(&["--lease", "2s", "--exit-when-idle", "5s"])
+        .await;
+    assert!(
+        b_err.contains("took over a job whose worker went silent"),
+        "{b_err}"
+    );
+
+    let summary = summary_of(&finish(sync).await);
     assert_eq!(summary["jobs"], 8, "{summary}");
     assert_eq!(summary["committed"], 8, "{summary}");
-
-    let window = connectors::Window::trailing_days("2026-11-20".parse().unwrap(), 14);
-    let expected = crate::resume::reported_rows(&sim, window);
-    assert_eq!(
-        crate::resume::counts(project.path(), "true").await,
-        format!("{expected},{expected}")
-    );
+    setup.assert_truth().await;
 }
 
 /// Two processes' throttles on one credential: when one is told to wait, the other waits too.
@@ -206,76 +239,36 @@ async fn four_workers_together_keep_one_credentials_rate_limit() {
 
     const ALLOWED: u32 = 20;
     const PACE: u32 = 15;
-    let redis = Redis::start();
-    let sim = crate::resume::start_sim().await;
-    sim.world.set_faults(
+    let setup = QueueSetup::new().await;
+    setup.sim.world.set_faults(
         Platform::Meta,
         Faults {
             rate_limit_per_second: ALLOWED,
             ..Faults::default()
         },
     );
-    let project = tempfile::tempdir().unwrap();
     std::fs::write(
-        project.path().join("tidemark.toml"),
+        setup.project.path().join("tidemark.toml"),
         format!(
             "warehouse = \"wh\"\n\n[sources.meta]\nbase_url = \"{}\"\naccess_token = {{ env = \"SIM_META_TOKEN\" }}\n\
              accounts = [\"1000000001\", \"1000000002\"]\nwindow_days = 10\nchunk_days = 1\npoll_interval = \"5ms\"\n\
              max_concurrency = 4\nmax_requests_per_second = {PACE}\n",
-            sim.base_url()
+            setup.sim.base_url()
         ),
     )
     .unwrap();
-    let tidemark = {
-        let p = project.path().to_path_buf();
-        move || {
-            let mut cmd = crate::resume::tidemark(&p);
-            cmd.env_remove("TIDEMARK_QUEUE");
-            cmd
-        }
-    };
-    let sync = tidemark()
-        .args([
-            "sync",
-            "--today",
-            "2026-11-20",
-            "--format",
-            "json",
-            "--queue",
-        ])
-        .arg(redis.url())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let workers: Vec<Child> = (0..4)
-        .map(|_| {
-            tidemark()
-                .args(["worker", "--exit-when-idle", "3s", "--queue"])
-                .arg(redis.url())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || sync.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    let elapsed = started.elapsed();
-    for mut w in workers {
-        let _ = w.kill();
-        let _ = w.wait();
-    }
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sync = setup.queued_sync(&[]);
+    let workers = (0..4).map(|_| setup.worker(&["--exit-when-idle", "3s"]));
+    let timed = async {
+        let out = finish(sync).await;
+        (out, started.elapsed())
+    };
+    let ((out, elapsed), _) = tokio::join!(timed, futures::future::join_all(workers));
+    let summary = summary_of(&out);
     assert_eq!(summary["committed"], 20, "{summary}");
 
+    let sim = &setup.sim;
     let stats = sim.world.stats(Platform::Meta);
     println!(
         "4 workers, one credential: {} requests in {:.1} s, peak {} requests in one second; allowed {ALLOWED}/s, paced at {PACE}/s; throttled answers: {}",
@@ -303,11 +296,10 @@ async fn three_workers_one_killed_again_and_again_lose_and_double_nothing() {
     use connectors::config::Platform;
     use connectors::sim::faults::Faults;
 
-    let redis = Redis::start();
-    let sim = crate::resume::start_sim().await;
+    let setup = QueueSetup::new().await;
     // Slow answers, so a kill lands in the middle of a download.
     for platform in [Platform::Meta, Platform::GoogleAds] {
-        sim.world.set_faults(
+        setup.sim.world.set_faults(
             platform,
             Faults {
                 slow: 10_000,
@@ -316,118 +308,46 @@ async fn three_workers_one_killed_again_and_again_lose_and_double_nothing() {
             },
         );
     }
-    let project = crate::resume::project_for(&sim);
-    let tidemark = {
-        let p = project.path().to_path_buf();
-        move || {
-            let mut cmd = crate::resume::tidemark(&p);
-            cmd.env_remove("TIDEMARK_QUEUE");
-            cmd
-        }
-    };
-    let sync = tidemark()
-        .args([
-            "sync",
-            "--today",
-            "2026-11-20",
-            "--format",
-            "json",
-            "--queue",
-        ])
-        .arg(redis.url())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let steady: Vec<Child> = (0..2)
-        .map(|_| {
-            tidemark()
-                .args([
-                    "worker",
-                    "--lease",
-                    "2s",
-                    "--exit-when-idle",
-                    "6s",
-                    "--queue",
-                ])
-                .arg(redis.url())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+    let sync = setup.queued_sync(&[]);
+    let steady: Vec<_> = (0..2)
+        .map(|_| setup.worker(&["--lease", "2s", "--exit-when-idle", "6s"]))
         .collect();
-    let url = redis.url();
-    let start_victim = tidemark.clone();
-    let kills = tokio::task::spawn_blocking(move || {
-        let delays = crate::resume::delays(0xdead, 3, 300..900);
-        for delay in &delays {
-            let mut victim = start_victim()
-                .args(["worker", "--lease", "2s", "--queue", &url])
+    let victim = async {
+        for delay in crate::resume::delays(0xdead, 3, 300..900) {
+            let mut worker = setup
+                .tidemark()
+                .args(["worker", "--lease", "2s", "--queue"])
+                .arg(setup.redis.url())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            std::thread::sleep(Duration::from_millis(*delay));
-            victim.kill().unwrap();
-            victim.wait().unwrap();
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            worker.kill().unwrap();
+            worker.wait().unwrap();
         }
-        delays.len()
-    })
-    .await
-    .unwrap();
-    assert_eq!(kills, 3);
-
-    let out = tokio::task::spawn_blocking(move || {
-        let mut sync = sync;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if sync.try_wait().unwrap().is_some() {
-                return sync.wait_with_output().unwrap();
-            }
-            assert!(Instant::now() < deadline, "sync --queue did not finish");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    })
-    .await
-    .unwrap();
-    let mut steady_logs = String::new();
-    for w in steady {
-        let out = tokio::task::spawn_blocking(move || w.wait_with_output().unwrap())
-            .await
-            .unwrap();
-        steady_logs.push_str(&String::from_utf8_lossy(&out.stderr));
-    }
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    };
+    let (steady_logs, ()) = tokio::join!(futures::future::join_all(steady), victim);
+    let summary = summary_of(&finish(sync).await);
     assert_eq!(summary["committed"], 8, "{summary}");
     let takeovers = steady_logs
+        .concat()
         .matches("took over a job whose worker went silent")
         .count();
     eprintln!("jobs of the killed worker taken over by the others: {takeovers}");
-    assert!(takeovers >= 1, "no kill landed mid-job: {steady_logs}");
+    assert!(takeovers >= 1, "no kill landed mid-job: {steady_logs:?}");
 
-    let window = connectors::Window::trailing_days("2026-11-20".parse().unwrap(), 14);
-    let expected = crate::resume::reported_rows(&sim, window);
-    assert_eq!(
-        crate::resume::counts(project.path(), "true").await,
-        format!("{expected},{expected}")
-    );
-    let wh = project.path().join("wh");
+    setup.assert_truth().await;
+    let wh = setup.project.path().join("wh");
     let jobs = |t: &str| crate::resume::committed_jobs(&wh.join(t));
-    let per_source = [
+    let mut per_source = [
         jobs("tables/meta_insights"),
         jobs("tables/google_ads_ad_daily"),
     ]
     .concat();
+    per_source.sort();
     let distinct: std::collections::BTreeSet<_> = per_source.iter().collect();
     assert_eq!((per_source.len(), distinct.len()), (8, 8), "{per_source:?}");
-    let mut per_source = per_source;
-    per_source.sort();
     assert_eq!(jobs("tables/ad_performance"), per_source);
 }
 
@@ -436,52 +356,14 @@ async fn three_workers_one_killed_again_and_again_lose_and_double_nothing() {
 /// run ends (non-zero, naming it) instead of the job circling forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_keeps_coming_back_is_dead_lettered() {
-    let redis = Redis::start();
-    let sim = crate::resume::start_sim().await;
-    let project = crate::resume::project_for(&sim);
-    let tidemark = {
-        let p = project.path().to_path_buf();
-        move || {
-            let mut cmd = crate::resume::tidemark(&p);
-            cmd.env_remove("TIDEMARK_QUEUE");
-            cmd
-        }
-    };
-    let sync = tidemark()
-        .args([
-            "sync",
-            "--today",
-            "2026-11-20",
-            "--format",
-            "json",
-            "--queue",
-        ])
-        .arg(redis.url())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let setup = QueueSetup::new().await;
+    let sync = setup.queued_sync(&[]);
 
-    // The first worker dies holding a job (delivery 1).
-    let url = redis.url();
-    let mut a = tidemark();
-    tokio::task::spawn_blocking(move || {
-        a.args(["worker", "--queue", &url, "--lease", "1s"]);
-        let mut child = hold_at_failpoint(&mut a, "replace.before-commit");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    })
-    .await
-    .unwrap();
-
-    // The next worker allows one delivery: taking the job over would be the second.
-    let url = redis.url();
-    let mut b = tidemark();
-    let b_out = tokio::task::spawn_blocking(move || {
-        b.args([
-            "worker",
-            "--queue",
-            &url,
+    // The first worker dies holding a job (delivery 1); the next allows one delivery, so
+    // taking the job over (the second) gives it up.
+    setup.worker_dies_holding_a_job("1s").await;
+    let b_err = setup
+        .worker(&[
             "--lease",
             "1s",
             "--max-deliveries",
@@ -489,18 +371,10 @@ async fn a_job_that_keeps_coming_back_is_dead_lettered() {
             "--exit-when-idle",
             "4s",
         ])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-    })
-    .await
-    .unwrap();
-    let b_err = String::from_utf8_lossy(&b_out.stderr);
+        .await;
     assert!(b_err.contains("moved to the dead-letter stream"), "{b_err}");
 
-    let out = tokio::task::spawn_blocking(move || sync.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let out = finish(sync).await;
     assert!(!out.status.success(), "a given-up job fails the run");
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["committed"], 7, "{summary}");
@@ -516,13 +390,14 @@ async fn a_job_that_keeps_coming_back_is_dead_lettered() {
 
     // The dead-letter stream holds it.
     let warehouse = engine::Warehouse::open(
-        project.path().join("wh").to_str().unwrap(),
+        setup.project.path().join("wh").to_str().unwrap(),
         &Default::default(),
     )
     .await
     .unwrap();
-    let queue = connectors::queue::RedisQueue::connect(&redis.url(), warehouse.url().as_str())
-        .await
-        .unwrap();
+    let queue =
+        connectors::queue::RedisQueue::connect(&setup.redis.url(), warehouse.url().as_str())
+            .await
+            .unwrap();
     assert_eq!(queue.dead_letters().await.unwrap(), 1);
 }

@@ -56,6 +56,22 @@ chunk_days = 7
     project
 }
 
+/// Run `tidemark ARGS` for the project, check it succeeded, and return its stdout.
+pub async fn stdout_of(project: &Path, args: &[&str]) -> String {
+    let mut cmd = tidemark(project);
+    cmd.args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `tidemark status --format json` as of the simulators' today.
 async fn status(project: &Path) -> serde_json::Value {
     let p = project.to_path_buf();
@@ -338,28 +354,19 @@ async fn a_sync_killed_at_random_moments_again_and_again_converges_to_the_truth(
             }
         );
     }
-    let p = project.path().to_path_buf();
-    let last = tokio::task::spawn_blocking(move || {
-        tidemark(&p)
-            .args([
-                "sync",
-                "--resume",
-                "chaos",
-                "--commit-every",
-                "1",
-                "--format",
-                "json",
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        last.status.success(),
-        "{}",
-        String::from_utf8_lossy(&last.stderr)
-    );
+    stdout_of(
+        project.path(),
+        &[
+            "sync",
+            "--resume",
+            "chaos",
+            "--commit-every",
+            "1",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
 
     // The tables equal the simulators' truth: every reported row exactly once.
     let window = Window::trailing_days("2026-11-20".parse().unwrap(), 14);
@@ -387,31 +394,21 @@ async fn a_sync_killed_at_random_moments_again_and_again_converges_to_the_truth(
     assert_eq!(ledger, per_source, "the ledger records exactly those jobs");
 
     // The ledger has one record per slice of the window, holding the slice's row count.
-    let p = project.path().to_path_buf();
-    let check = tokio::task::spawn_blocking(move || {
-        tidemark(&p)
-            .args(["sql", "-w"])
-            .arg(p.join("wh"))
-            .args([
-                "--format",
-                "csv",
-                "-c",
-                "SELECT count(*) AS slices, sum(CASE WHEN l.rows = coalesce(a.n, 0) THEN 1 ELSE 0 END) AS matching \
-                 FROM tidemark.slices l LEFT JOIN (SELECT source, account_id, date, count(*) AS n FROM ad_performance GROUP BY 1, 2, 3) a \
-                 ON l.source = a.source AND l.account_id = a.account_id AND l.date = a.date",
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&check.stdout).lines().nth(1),
-        Some("56,56")
-    );
+    let wh_arg = wh.display().to_string();
+    let check = stdout_of(
+        project.path(),
+        &[
+            "sql",
+            "-w",
+            &wh_arg,
+            "--format",
+            "csv",
+            "-c",
+            "SELECT count(*) AS slices, sum(CASE WHEN l.rows = coalesce(a.n, 0) THEN 1 ELSE 0 END) AS matching \
+             FROM tidemark.slices l LEFT JOIN (SELECT source, account_id, date, count(*) AS n FROM ad_performance GROUP BY 1, 2, 3) a \
+             ON l.source = a.source AND l.account_id = a.account_id AND l.date = a.date",
+        ],
+    )
+    .await;
+    assert_eq!(check.lines().nth(1), Some("56,56"));
 }

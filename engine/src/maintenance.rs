@@ -77,7 +77,7 @@ pub async fn compact(
         bytes_before,
         bytes_after,
         partitions_compacted: metrics.partitions_optimized,
-        version: table.version().filter(|_| changed).map(|v| v as u64),
+        version: table.version().filter(|_| changed),
         elapsed: started.elapsed(),
     };
     tracing::info!(

@@ -88,6 +88,26 @@ pub enum Error {
     #[error("table '{table}' cannot take slice replaces: {reason}")]
     NotSliceTable { table: String, reason: String },
 
+    /// A mart's SQL file cannot be used.
+    #[error("mart '{mart}': {problem}")]
+    MartDefinition { mart: String, problem: String },
+
+    /// Marts that read each other in a circle.
+    #[error("marts depend on each other in a cycle: {cycle}. Break it by reading a table instead of one of these marts")]
+    MartCycle { cycle: String },
+
+    /// A mart reads a table that does not exist.
+    #[error("mart '{mart}' reads '{input}', which is neither a table nor a mart of this warehouse{hint}")]
+    MartInput {
+        mart: String,
+        input: String,
+        hint: String,
+    },
+
+    /// A mart's query failed; the mart keeps its previous contents.
+    #[error("mart '{mart}': its query failed, so it keeps its previous contents: {message}")]
+    MartQuery { mart: String, message: String },
+
     /// Concurrent commits kept conflicting after every retry.
     #[error("table '{table}': gave up after {attempts} commit attempts that conflicted with other writers: {last}")]
     CommitConflict {

@@ -14,6 +14,8 @@
 //! - [`slice`]: slice keys and layouts; splitting rows by slice.
 //! - [`replace`]: the replace contract (staging, planning removals, committing, retrying).
 //! - [`ledger`]: the slice ledger (`tidemark.slices`): when each slice was last replaced.
+//! - [`marts`]: SQL-defined marts, incremental refresh by day, data tests, seeds.
+//! - [`functions`]: ratio metrics (`ctr`, `cpc`, `cpi`, `cpa`, `roas`) as ratios of sums.
 //! - [`maintenance`]: compaction (bin-packing small files per partition) and checkpoints.
 //! - [`session`]: a DataFusion session whose catalog is the warehouse.
 //! - [`failpoint`]: named points where crash tests freeze the process.
@@ -25,8 +27,10 @@
 
 pub mod error;
 pub mod failpoint;
+pub mod functions;
 pub mod ledger;
 pub mod maintenance;
+pub mod marts;
 pub mod model;
 pub mod replace;
 pub mod session;

@@ -38,6 +38,7 @@ impl WarehouseSession {
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
             .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
+        crate::functions::register(&ctx);
         let schema_of = |namespaces: &'static [Namespace]| {
             Arc::new(WarehouseSchema {
                 warehouse: warehouse.clone(),

@@ -20,7 +20,9 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+};
 use datafusion::prelude::SessionContext;
 
 /// The ratio functions and the argument names their help shows.
@@ -69,7 +71,12 @@ impl AggregateUDFImpl for RatioOfSums {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         if arg_types.len() != 2 {
-            return plan_err!("{}({}) takes 2 arguments, not {}", self.name, self.args, arg_types.len());
+            return plan_err!(
+                "{}({}) takes 2 arguments, not {}",
+                self.name,
+                self.args,
+                arg_types.len()
+            );
         }
         for t in arg_types {
             if !(t.is_numeric() || t.is_null()) {
@@ -89,8 +96,16 @@ impl AggregateUDFImpl for RatioOfSums {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(vec![
-            Arc::new(Field::new(format!("{}_numerator", args.name), DataType::Float64, true)),
-            Arc::new(Field::new(format!("{}_denominator", args.name), DataType::Float64, true)),
+            Arc::new(Field::new(
+                format!("{}_numerator", args.name),
+                DataType::Float64,
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}_denominator", args.name),
+                DataType::Float64,
+                true,
+            )),
         ])
     }
 }
@@ -104,11 +119,7 @@ struct SumPair {
 
 fn sum_of(array: &ArrayRef) -> Result<f64> {
     let floats = cast(array, &DataType::Float64)?;
-    Ok(floats
-        .as_primitive::<Float64Type>()
-        .iter()
-        .flatten()
-        .sum())
+    Ok(floats.as_primitive::<Float64Type>().iter().flatten().sum())
 }
 
 impl Accumulator for SumPair {
@@ -183,6 +194,9 @@ mod tests {
         assert_eq!(column(0).value(0), 0.5);
         assert!(column(0).is_null(1));
         assert_eq!(column(1).value(0), 1.0);
-        assert!(column(1).is_null(1), "b spent 1.0 on 0 clicks: no cost per click");
+        assert!(
+            column(1).is_null(1),
+            "b spent 1.0 on 0 clicks: no cost per click"
+        );
     }
 }

@@ -79,6 +79,24 @@ pub enum Command {
     Status(crate::commands::status::StatusArgs),
     /// The built-in platform simulators (Meta, Google Ads) for trying tidemark without accounts.
     Sim(SimArgs),
+    /// Data marts defined by SQL files in the project's marts/ directory.
+    ///
+    /// A mart is one SELECT over tables and other marts, led by a TOML header in `--` lines:
+    ///
+    ///   -- unique_key = ["date", "source", "campaign_id"]
+    ///   -- partition_by = "date"      # the DATE column refreshes replace by day
+    ///   -- lookback_days = 6          # e.g. a 7-day rolling window
+    ///   -- [tests]
+    ///   -- not_null = ["campaign_id"]
+    ///   -- accepted_range = { spend = { min = 0 } }
+    ///   -- freshness_days = 2
+    ///   SELECT …
+    ///
+    /// CSV files in seeds/ are loaded as tables first (e.g. currency rates). Ratio metrics
+    /// that aggregate correctly at any grain: ctr(clicks, impressions), cpc(spend, clicks),
+    /// cpi(spend, installs), cpa(spend, conversions), roas(revenue, spend), ratio(a, b).
+    #[command(verbatim_doc_comment)]
+    Mart(crate::commands::mart::MartArgs),
 }
 
 /// Where the warehouse is.

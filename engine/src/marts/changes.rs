@@ -58,7 +58,9 @@ pub async fn changed_days(
     if until <= since {
         return Ok(Changes::none());
     }
-    let table = warehouse.open_table_at(namespace, name, Some(until)).await?;
+    let table = warehouse
+        .open_table_at(namespace, name, Some(until))
+        .await?;
     let Some(column) = day_column(name, &table)? else {
         return Ok(Changes::All(format!("{name} has no day partition")));
     };

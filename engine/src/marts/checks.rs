@@ -126,7 +126,12 @@ pub async fn run_checks(
         } else {
             format!("{failures} failing row(s)")
         };
-        results.push(result(test, failures, message, if failures > 0 { samples } else { String::new() }));
+        results.push(result(
+            test,
+            failures,
+            message,
+            if failures > 0 { samples } else { String::new() },
+        ));
     }
     if let Some(days) = mart.header.tests.freshness_days {
         let column = ident(&mart.header.partition_by);
@@ -144,10 +149,20 @@ pub async fn run_checks(
         let oldest_allowed = today - chrono::Days::new(days);
         let (failures, message) = match newest {
             Some(d) if d >= oldest_allowed => (0, format!("newest day {d}")),
-            Some(d) => (1, format!("newest day {d} is older than {oldest_allowed} ({days} days before {today})")),
+            Some(d) => (
+                1,
+                format!(
+                    "newest day {d} is older than {oldest_allowed} ({days} days before {today})"
+                ),
+            ),
             None => (1, "the mart has no rows".to_string()),
         };
-        results.push(result(format!("freshness({days} days)"), failures, message, String::new()));
+        results.push(result(
+            format!("freshness({days} days)"),
+            failures,
+            message,
+            String::new(),
+        ));
     }
     if let Some(bound) = mart.header.tests.max_row_change {
         let state = read_state(session.warehouse(), &mart.name).await?;
@@ -164,7 +179,12 @@ pub async fn run_checks(
             }
             _ => (0, "no earlier refresh to compare with".to_string()),
         };
-        results.push(result(format!("row_change(±{:.0}%)", bound * 100.0), failures, message, String::new()));
+        results.push(result(
+            format!("row_change(±{:.0}%)", bound * 100.0),
+            failures,
+            message,
+            String::new(),
+        ));
     }
     Ok(results)
 }

@@ -110,7 +110,12 @@ impl MartDefinition {
             mart: name.into(),
             problem: format!("its `--` header is not valid TOML: {}", e.message()),
         })?;
-        let sql = body.join("\n").trim().trim_end_matches(';').trim().to_string();
+        let sql = body
+            .join("\n")
+            .trim()
+            .trim_end_matches(';')
+            .trim()
+            .to_string();
         if sql.is_empty() {
             return Err(Error::MartDefinition {
                 mart: name.into(),
@@ -196,7 +201,10 @@ mod tests {
     #[test]
     fn mistakes_name_the_mart() {
         let e = MartDefinition::parse("m", "-- uniqe_key = []\nSELECT 1").unwrap_err();
-        assert!(e.to_string().contains("mart 'm'") && e.to_string().contains("uniqe_key"), "{e}");
+        assert!(
+            e.to_string().contains("mart 'm'") && e.to_string().contains("uniqe_key"),
+            "{e}"
+        );
         let e = MartDefinition::parse("m", "-- unique_key = []\n").unwrap_err();
         assert!(e.to_string().contains("no SELECT"), "{e}");
     }

@@ -19,7 +19,10 @@ pub fn inputs_of(mart: &MartDefinition) -> Result<BTreeSet<String>> {
     if statements.len() != 1 {
         return Err(Error::MartDefinition {
             mart: mart.name.clone(),
-            problem: format!("holds {} statements; a mart is one SELECT", statements.len()),
+            problem: format!(
+                "holds {} statements; a mart is one SELECT",
+                statements.len()
+            ),
         });
     }
     let statement = statements.into_iter().next().expect("one statement");
@@ -95,7 +98,12 @@ impl MartGraph {
         }
         self.levels
             .iter()
-            .map(|l| l.iter().filter(|m| chosen.contains(*m)).cloned().collect::<Vec<_>>())
+            .map(|l| {
+                l.iter()
+                    .filter(|m| chosen.contains(*m))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
             .filter(|l| !l.is_empty())
             .collect()
     }
@@ -155,13 +163,22 @@ mod tests {
     #[test]
     fn levels_follow_dependencies_and_ctes_are_not_inputs() {
         let marts = vec![
-            mart("daily", "WITH x AS (SELECT * FROM ad_performance) SELECT * FROM x"),
-            mart("by_channel", "SELECT * FROM daily JOIN fx_rates USING (currency)"),
+            mart(
+                "daily",
+                "WITH x AS (SELECT * FROM ad_performance) SELECT * FROM x",
+            ),
+            mart(
+                "by_channel",
+                "SELECT * FROM daily JOIN fx_rates USING (currency)",
+            ),
             mart("rolling", "SELECT * FROM by_channel"),
             mart("other", "SELECT * FROM meta_insights"),
         ];
         let graph = MartGraph::build(&marts).unwrap();
-        assert_eq!(graph.inputs["daily"], BTreeSet::from(["ad_performance".to_string()]));
+        assert_eq!(
+            graph.inputs["daily"],
+            BTreeSet::from(["ad_performance".to_string()])
+        );
         assert_eq!(
             graph.levels,
             vec![vec!["daily", "other"], vec!["by_channel"], vec!["rolling"]]

@@ -14,8 +14,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::prelude::SessionContext;
-use deltalake::protocol::SaveMode;
 use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -80,7 +80,9 @@ pub async fn read_state(warehouse: &Warehouse, mart: &str) -> Result<MartState> 
             let bytes = got.bytes().await.map_err(|e| Error::store(&path, e))?;
             serde_json::from_slice(&bytes).map_err(|e| Error::MartDefinition {
                 mart: mart.into(),
-                problem: format!("its refresh state {path} is unreadable ({e}); refresh it with --full"),
+                problem: format!(
+                    "its refresh state {path} is unreadable ({e}); refresh it with --full"
+                ),
             })
         }
         Err(object_store::Error::NotFound { .. }) => Ok(MartState::default()),
@@ -123,10 +125,7 @@ async fn locate(warehouse: &Warehouse, mart: &str, name: &str) -> Result<Input> 
     for namespace in Namespace::ALL {
         known.extend(warehouse.list(namespace).await?);
     }
-    let close: Vec<&String> = known
-        .iter()
-        .filter(|k| strsim_close(k, name))
-        .collect();
+    let close: Vec<&String> = known.iter().filter(|k| strsim_close(k, name)).collect();
     let hint = if !close.is_empty() {
         format!("; did you mean {}?", join_quoted(close))
     } else if known.is_empty() {
@@ -205,7 +204,11 @@ async fn pinned_context(warehouse: &Warehouse, inputs: &[Input]) -> Result<Sessi
     Ok(ctx)
 }
 
-async fn run_query(ctx: &SessionContext, mart: &MartDefinition, sql: &str) -> Result<Vec<RecordBatch>> {
+async fn run_query(
+    ctx: &SessionContext,
+    mart: &MartDefinition,
+    sql: &str,
+) -> Result<Vec<RecordBatch>> {
     let failed = |e: datafusion::error::DataFusionError| Error::MartQuery {
         mart: mart.name.clone(),
         message: e.to_string(),
@@ -309,7 +312,14 @@ pub async fn refresh_mart(
                 continue;
             }
             changes.merge(
-                changed_days(warehouse, input.namespace, &input.name, since, input.version).await?,
+                changed_days(
+                    warehouse,
+                    input.namespace,
+                    &input.name,
+                    since,
+                    input.version,
+                )
+                .await?,
             );
         }
     }
@@ -319,7 +329,13 @@ pub async fn refresh_mart(
             let batches = run_query(&ctx, mart, &mart.sql).await?;
             let written = batches.iter().map(|b| b.num_rows()).sum();
             let version = write(warehouse, mart, batches, None).await?;
-            (RefreshMode::Full, Some(reason), Vec::new(), written, Some(version))
+            (
+                RefreshMode::Full,
+                Some(reason),
+                Vec::new(),
+                written,
+                Some(version),
+            )
         }
         Changes::Days(changed) if changed.is_empty() => {
             (RefreshMode::Unchanged, None, Vec::new(), 0, state.version)
@@ -388,12 +404,25 @@ pub async fn refresh(
     selected: Option<&BTreeSet<String>>,
     full: bool,
 ) -> Result<Vec<(String, Result<RefreshReport>)>> {
-    let graph = MartGraph::build(marts)?;
+    // A mart whose SQL does not parse fails alone (with the marts that read it).
+    let mut results: Vec<(String, Result<RefreshReport>)> = Vec::new();
+    let mut failed: BTreeSet<String> = BTreeSet::new();
+    let mut readable = Vec::new();
+    for mart in marts {
+        match super::graph::inputs_of(mart) {
+            Ok(_) => readable.push(mart.clone()),
+            Err(e) => {
+                failed.insert(mart.name.clone());
+                results.push((mart.name.clone(), Err(e)));
+            }
+        }
+    }
+    let graph = MartGraph::build(&readable)?;
     let by_name: BTreeMap<&str, &MartDefinition> =
-        marts.iter().map(|m| (m.name.as_str(), m)).collect();
+        readable.iter().map(|m| (m.name.as_str(), m)).collect();
     if let Some(selected) = selected {
         for name in selected {
-            if !by_name.contains_key(name.as_str()) {
+            if !marts.iter().any(|m| &m.name == name) {
                 let known: Vec<&String> = marts.iter().map(|m| &m.name).collect();
                 return Err(Error::MartDefinition {
                     mart: name.clone(),
@@ -403,11 +432,12 @@ pub async fn refresh(
         }
     }
     let levels = match selected {
-        Some(selected) => graph.with_dependents(selected),
+        Some(selected) => {
+            results.retain(|(name, _)| selected.contains(name));
+            graph.with_dependents(selected)
+        }
         None => graph.levels.clone(),
     };
-    let mut results: Vec<(String, Result<RefreshReport>)> = Vec::new();
-    let mut failed: BTreeSet<String> = BTreeSet::new();
     for level in levels {
         let mut work = Vec::new();
         for name in level {

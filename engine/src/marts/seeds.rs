@@ -54,22 +54,36 @@ pub async fn load_seeds(warehouse: &Warehouse, dir: &Path) -> Result<Vec<SeedRep
         };
         let store = warehouse.storage().store();
         let known = match store.get(&digest_path(&seed)).await {
-            Ok(got) => got.bytes().await.ok().map(|b| String::from_utf8_lossy(&b).into_owned()),
+            Ok(got) => got
+                .bytes()
+                .await
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).into_owned()),
             Err(_) => None,
         };
         if known.as_deref() == Some(digest.as_str())
             && warehouse.exists(Namespace::Tables, &seed).await?
         {
-            reports.push(SeedReport { seed, rows: 0, loaded: false });
+            reports.push(SeedReport {
+                seed,
+                rows: 0,
+                loaded: false,
+            });
             continue;
         }
         let ctx = SessionContext::new();
         let batches = ctx
-            .read_csv(path.display().to_string(), CsvReadOptions::new().has_header(true))
+            .read_csv(
+                path.display().to_string(),
+                CsvReadOptions::new().has_header(true),
+            )
             .await
             .map_err(|e| Error::MartDefinition {
                 mart: seed.clone(),
-                problem: format!("seed {} is not a readable CSV with a header: {e}", path.display()),
+                problem: format!(
+                    "seed {} is not a readable CSV with a header: {e}",
+                    path.display()
+                ),
             })?
             .collect()
             .await?;
@@ -91,7 +105,11 @@ pub async fn load_seeds(warehouse: &Warehouse, dir: &Path) -> Result<Vec<SeedRep
             .await
             .map_err(|e| Error::store(&digest_path(&seed), e))?;
         tracing::info!(seed, rows, "seed loaded");
-        reports.push(SeedReport { seed, rows, loaded: true });
+        reports.push(SeedReport {
+            seed,
+            rows,
+            loaded: true,
+        });
     }
     Ok(reports)
 }

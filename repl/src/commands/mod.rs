@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod load;
+pub mod mart;
 pub mod run;
 pub mod sim;
 pub mod sql;
@@ -25,5 +26,6 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args).await,
         Command::Worker(args) => worker::run(args).await,
         Command::Sim(args) => sim::run(args).await,
+        Command::Mart(args) => mart::run(args).await,
     }
 }

@@ -4,6 +4,7 @@ mod crash;
 mod demo;
 mod distributed;
 mod interop;
+mod marts;
 mod resume;
 mod scheduler;
 mod support;

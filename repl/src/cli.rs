@@ -66,7 +66,7 @@ pub enum Command {
     /// The range is split into jobs of each source's chunk_days per account and loaded like a
     /// sync; an interrupted backfill continues with `tidemark sync --resume RUN`.
     Backfill(crate::commands::sync::BackfillArgs),
-    /// The scheduler: sync every interval, serve /metrics; one per warehouse.
+    /// The scheduler: sync every interval, fill gaps, refresh marts, compact nightly; serve /metrics.
     ///
     /// Holds a lease on _tidemark/scheduler.lock (renewed while running; a dead holder's lease
     /// expires within a minute). SIGTERM or Ctrl-C lets the sync in flight finish, then exits;

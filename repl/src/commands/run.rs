@@ -1,7 +1,7 @@
 //! `tidemark run`: the scheduler. One per warehouse (a lease under `_tidemark/` that a dead
 //! holder cannot keep past its expiry). Every interval it syncs each configured source's
 //! window, then backfills days of the configured history that the slice ledger lacks (gaps
-//! left by failed jobs or downtime), and once a day at the configured hour compacts every
+//! left by failed jobs or downtime), then refreshes the project's marts, and once a day at the configured hour compacts every
 //! table. It serves Prometheus metrics on `/metrics`; on SIGTERM or Ctrl-C it lets the task
 //! in flight finish (a second signal stops at once: the run's journal makes it resumable),
 //! releases the lease and exits cleanly.
@@ -199,6 +199,46 @@ impl Cycle<'_> {
         }
     }
 
+    /// Refresh the project's marts (the days their inputs changed), loading changed seeds first.
+    async fn refresh_marts(&self) {
+        let marts = match engine::marts::load_dir(&self.args.project.project.join("marts")) {
+            Ok(marts) if marts.is_empty() => return,
+            Ok(marts) => marts,
+            Err(e) => {
+                self.metrics.record_task("mart_refresh", false);
+                tracing::error!(error = %e, "cannot read the project's marts; not refreshed");
+                return;
+            }
+        };
+        let results = crate::commands::mart::refresh_project(
+            &self.args.project,
+            self.warehouse,
+            &marts,
+            None,
+            false,
+        )
+        .await;
+        match results {
+            Ok(results) => {
+                let mut ok = true;
+                for (mart, result) in &results {
+                    match result {
+                        Ok(report) => tracing::info!("{}", crate::commands::mart::describe(report)),
+                        Err(e) => {
+                            ok = false;
+                            tracing::error!(mart, error = %e, "mart refresh failed; it keeps its previous contents");
+                        }
+                    }
+                }
+                self.metrics.record_task("mart_refresh", ok);
+            }
+            Err(e) => {
+                self.metrics.record_task("mart_refresh", false);
+                tracing::error!(error = %e, "mart refresh failed");
+            }
+        }
+    }
+
     /// Compact every table (the nightly maintenance).
     async fn compact(&self) {
         match engine::maintenance::compact_all(
@@ -312,6 +352,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if !signals.stopping
             && signals
                 .guard("gap fill", cycle.fill_gaps(clock.now()))
+                .await
+                .is_none()
+        {
+            break;
+        }
+        if !signals.stopping
+            && signals
+                .guard("mart refresh", cycle.refresh_marts())
                 .await
                 .is_none()
         {

@@ -1,5 +1,6 @@
 //! `tidemark run` on a compressed clock (one real second is one scheduled hour): syncs every
-//! hour, backfills the history the slice ledger lacks, compacts once when the clock passes
+//! hour, backfills the history the slice ledger lacks, refreshes the project's marts after
+//! each sync, compacts once when the clock passes
 //! 03:00, serves metrics, refuses a second scheduler on the same warehouse, and on SIGTERM
 //! finishes cleanly and releases its lease.
 
@@ -45,6 +46,12 @@ async fn the_scheduler_syncs_serves_metrics_holds_its_lease_and_stops_on_sigterm
              access_token = {{ env = \"SIM_META_TOKEN\" }}\naccounts = [\"1000000001\"]\nwindow_days = 3\npoll_interval = \"5ms\"\n",
             sim.base_url()
         ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(project.path().join("marts")).unwrap();
+    std::fs::write(
+        project.path().join("marts/daily_spend.sql"),
+        "-- unique_key = [\"date\", \"source\"]\nSELECT date, source, sum(spend) AS spend FROM ad_performance GROUP BY date, source\n",
     )
     .unwrap();
     let tidemark = || {
@@ -94,6 +101,10 @@ async fn the_scheduler_syncs_serves_metrics_holds_its_lease_and_stops_on_sigterm
             .unwrap_or(0)
     };
     assert_eq!(count("compaction"), 1, "{text}");
+    assert!(
+        count("mart_refresh") >= 7,
+        "a mart refresh after each sync: {text}"
+    );
     assert!(count("gap_fill") >= 1, "{text}");
     assert!(!text.contains("result=\"error\""), "{text}");
     assert!(text.contains("tidemark_gap_days 0"), "{text}");
@@ -125,6 +136,27 @@ async fn the_scheduler_syncs_serves_metrics_holds_its_lease_and_stops_on_sigterm
     );
     let csv = String::from_utf8_lossy(&ledger.stdout);
     assert_eq!(csv.lines().nth(1), Some("10,true,true"), "{csv}");
+
+    // The mart follows the data: its days are the days synced so far.
+    let mart = tidemark()
+        .args([
+            "sql",
+            "-w",
+            project.path().join("wh").to_str().unwrap(),
+            "--format",
+            "csv",
+            "-c",
+            "SELECT (SELECT count(DISTINCT date) FROM daily_spend) = (SELECT count(DISTINCT date) FROM ad_performance) AS same_days",
+        ])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8_lossy(&mart.stdout);
+    assert_eq!(
+        csv.lines().nth(1),
+        Some("true"),
+        "{csv}{}",
+        String::from_utf8_lossy(&mart.stderr)
+    );
 
     // A second scheduler on the same warehouse is refused, naming the holder.
     let second = tidemark()

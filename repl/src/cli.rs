@@ -33,6 +33,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the whole flow on the built-in Meta and Google Ads simulators: two syncs, a mart, what changed.
     Demo(DemoArgs),
+    /// Scaffold a project: tidemark.toml, sample marts and a currency-rates seed.
+    Init(crate::commands::init::InitArgs),
     /// Run SQL against a warehouse and print the results.
     Sql(SqlArgs),
     /// Replace the slices found in data files (CSV, JSON lines or Parquet) in one commit.

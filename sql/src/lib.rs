@@ -17,7 +17,12 @@ pub enum Error {
     /// The query engine failed while executing.
     #[error(transparent)]
     Execution(#[from] datafusion::error::DataFusionError),
+    /// A tidemark statement could not be carried out.
+    #[error("{0}")]
+    Statement(String),
 }
+
+pub mod refresh_mart;
 
 /// Run one statement and collect its result.
 pub async fn run_statement(
@@ -25,6 +30,10 @@ pub async fn run_statement(
     statement: &str,
 ) -> Result<Vec<RecordBatch>, Error> {
     tracing::debug!(statement, "running statement");
+    if let Some(refresh) = refresh_mart::parse(statement) {
+        let (name, full) = refresh.map_err(Error::Statement)?;
+        return refresh_mart::run(session, &name, full).await;
+    }
     let frame = session.sql(statement).await?;
     Ok(frame.collect().await?)
 }

@@ -20,5 +20,5 @@ pub mod seeds;
 pub use checks::{run_checks, CheckResult};
 pub use definition::{load_dir, MartDefinition};
 pub use graph::MartGraph;
-pub use refresh::{read_state, refresh, MartState, RefreshMode, RefreshReport};
+pub use refresh::{read_state, refresh, stored_definitions, MartState, RefreshMode, RefreshReport};
 pub use seeds::load_seeds;

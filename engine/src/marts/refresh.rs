@@ -39,6 +39,9 @@ pub struct MartState {
     pub rows: u64,
     /// Rows before the last refresh that changed the mart (for the row-change test).
     pub previous_rows: Option<u64>,
+    /// The definition last refreshed, so `REFRESH MART` works without the project directory.
+    #[serde(default)]
+    pub definition: Option<MartDefinition>,
 }
 
 /// How a mart was refreshed.
@@ -88,6 +91,34 @@ pub async fn read_state(warehouse: &Warehouse, mart: &str) -> Result<MartState> 
         Err(object_store::Error::NotFound { .. }) => Ok(MartState::default()),
         Err(e) => Err(Error::store(&path, e)),
     }
+}
+
+/// The definitions of every mart refreshed in this warehouse (as last refreshed).
+pub async fn stored_definitions(warehouse: &Warehouse) -> Result<Vec<MartDefinition>> {
+    use futures::TryStreamExt;
+    let dir = Path::from("_tidemark/marts");
+    let objects: Vec<_> = warehouse
+        .storage()
+        .store()
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(|e| Error::store(&dir, e))?;
+    let mut definitions = Vec::new();
+    for object in objects {
+        let Some(name) = object
+            .location
+            .filename()
+            .and_then(|f| f.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        if let Some(definition) = read_state(warehouse, name).await?.definition {
+            definitions.push(definition);
+        }
+    }
+    definitions.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(definitions)
 }
 
 async fn write_state(warehouse: &Warehouse, mart: &str, state: &MartState) -> Result<()> {
@@ -379,6 +410,7 @@ pub async fn refresh_mart(
         } else {
             state.version.map(|_| state.rows)
         },
+        definition: Some(mart.clone()),
     };
     write_state(warehouse, &mart.name, &new_state).await?;
     let report = RefreshReport {

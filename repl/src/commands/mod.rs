@@ -1,6 +1,7 @@
 //! Subcommands. Each module exports its `Args` and an async `run`.
 
 pub mod demo;
+pub mod init;
 pub mod load;
 pub mod mart;
 pub mod run;
@@ -27,5 +28,6 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => worker::run(args).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Mart(args) => mart::run(args).await,
+        Command::Init(args) => init::run(args).await,
     }
 }

@@ -237,6 +237,49 @@ async fn restating_two_days_recomputes_only_the_days_they_reach() {
             expected.len(),
         );
     }
+
+    // The same from SQL: REFRESH MART refreshes a mart and the marts that read it.
+    p.restate(
+        "2026-11-23",
+        &[
+            "--source",
+            "meta",
+            "--account",
+            "1000000002",
+            "--from",
+            "2026-11-12",
+            "--to",
+            "2026-11-12",
+        ],
+    )
+    .await;
+    let wh = p.warehouse().display().to_string();
+    let out = stdout_of(
+        p.path(),
+        &[
+            "sql",
+            "-w",
+            &wh,
+            "--format",
+            "csv",
+            "-c",
+            "REFRESH MART daily_campaign_performance",
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.lines().collect::<Vec<_>>()[..],
+        [
+            "mart,refresh,days_recomputed,rows",
+            &format!(
+                "daily_campaign_performance,incremental,1,{}",
+                p.rows("daily_campaign_performance").await.len()
+            ),
+            "channel_daily,incremental,1,28",
+            "installs_rolling_7d,incremental,7,28",
+        ],
+        "{out}"
+    );
 }
 
 const PROBE: &str = "SELECT count(*) AS n, CAST(sum(spend_krw) AS VARCHAR) AS s FROM channel_daily";

@@ -103,7 +103,7 @@ pub async fn load_seeds(warehouse: &Warehouse, dir: &Path) -> Result<Vec<SeedRep
         store
             .put(&digest_path(&seed), PutPayload::from(digest.into_bytes()))
             .await
-            .map_err(|e| Error::store(&digest_path(&seed), e))?;
+            .map_err(|e| Error::store(digest_path(&seed), e))?;
         tracing::info!(seed, rows, "seed loaded");
         reports.push(SeedReport {
             seed,

@@ -80,8 +80,9 @@ max_concurrency = {workers}
         commit_every,
     };
     println!(
-        "collect: {} accounts × {days} days × 2 platforms in one-day jobs, {workers} in flight, {commit_every} jobs per commit",
-        accounts.clamp(1, 4)
+        "collect: {} accounts × {days} days × 2 platforms in one-day jobs, {workers} in flight, {commit_every} jobs per commit; warehouse in {} (--dir to choose: file creation dominates, so the file system matters)",
+        accounts.clamp(1, 4),
+        root.display()
     );
     let started = Instant::now();
     let report = connectors::sync::sync(&warehouse, &clients, &windows, &options, &|_| {}).await?;
@@ -91,9 +92,13 @@ max_concurrency = {workers}
     let requests: u64 = report.sources.iter().map(|s| s.http.requests).sum();
     let rows: usize = report.sources.iter().map(|s| s.rows).sum();
     let commits: usize = report.sources.iter().map(|s| s.commits.len()).sum();
+    let waited_ms: u64 = report.sources.iter().map(|s| s.http.waited_ms).sum();
+    let retried: u64 = report.sources.iter().map(|s| s.http.retried).sum();
+    let throttled: u64 = report.sources.iter().map(|s| s.http.throttled).sum();
     let rate = pages as f64 / elapsed;
     println!(
-        "landed and committed {pages} payloads ({requests} requests, {rows} rows, {commits} data commits) in {elapsed:.2} s"
+        "landed and committed {pages} payloads ({requests} requests, {rows} rows, {commits} data commits) in {elapsed:.2} s; throttled {throttled}, retried {retried}, waited {:.1} s",
+        waited_ms as f64 / 1000.0
     );
     println!(
         "throughput: {rate:.0} payloads/s = {:.2}× the {TARGET_PER_SECOND:.0}/s target ({:.1} M payloads an hour)",

@@ -18,6 +18,19 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The scheduler process, killed if the test ends early (a failed assertion must not leave
+/// a scheduler running).
+struct Scheduler(Option<std::process::Child>);
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn metrics(port: u16) -> Option<String> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     use std::io::Write;
@@ -63,20 +76,22 @@ async fn the_scheduler_syncs_serves_metrics_holds_its_lease_and_stops_on_sigterm
         cmd
     };
     let port = free_port();
-    let mut scheduler = tidemark()
-        .args([
-            "run",
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-            "--clock-start",
-            clock_start,
-            "--clock-speed",
-            "3600",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut scheduler = Scheduler(Some(
+        tidemark()
+            .args([
+                "run",
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+                "--clock-start",
+                clock_start,
+                "--clock-speed",
+                "3600",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
 
     // Eight scheduled hours pass (past 03:00): a sync each hour, one gap fill of the 7 days
     // of history before the window, one compaction.
@@ -173,12 +188,13 @@ async fn the_scheduler_syncs_serves_metrics_holds_its_lease_and_stops_on_sigterm
 
     // SIGTERM: the first one finishes and releases the lease.
     let killed = Command::new("kill")
-        .args(["-TERM", &scheduler.id().to_string()])
+        .args(["-TERM", &scheduler.0.as_ref().unwrap().id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let started = Instant::now();
-    let status = tokio::task::spawn_blocking(move || scheduler.wait().unwrap())
+    let mut child = scheduler.0.take().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
     assert!(status.success(), "exit {status}");

@@ -440,6 +440,23 @@ async fn broken_marts_fail_alone_with_clear_messages() {
     // Nothing else changed: every sample mart is at the version it had.
     assert_eq!(MARTS.map(version_of).to_vec(), before);
 
+    // `mart list` shows each mart's inputs, version and rows.
+    let list: serde_json::Value =
+        serde_json::from_str(&stdout_of(p.path(), &["mart", "list", "--format", "json"]).await)
+            .unwrap();
+    let channel = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mart"] == "channel_daily")
+        .unwrap();
+    assert_eq!(
+        channel["inputs"],
+        serde_json::json!(["daily_campaign_performance"])
+    );
+    assert_eq!(channel["rows"], 28, "{list:#}");
+    assert!(channel["last_refresh"].is_string(), "{list:#}");
+
     // A failing data test: FAIL with the failing rows, exit 1.
     let text = std::fs::read_to_string(marts.join("channel_daily.sql")).unwrap();
     std::fs::write(

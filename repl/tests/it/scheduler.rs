@@ -128,49 +128,37 @@ async fn the_scheduler_syncs_serves_metrics_holds_its_lease_and_stops_on_sigterm
         "{text}"
     );
 
+    // The first row of a query's CSV answer.
+    let answer = |sql: &str| {
+        let out = tidemark()
+            .args(["sql", "-w", project.path().join("wh").to_str().unwrap()])
+            .args(["--format", "csv", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+        csv.lines().nth(1).unwrap_or_default().to_string()
+    };
+
     // The slice ledger holds every day of the history, each settling 4 days after it ends.
-    let ledger = tidemark()
-        .args([
-            "sql",
-            "-w",
-            project.path().join("wh").to_str().unwrap(),
-            "--format",
-            "csv",
-            "-c",
+    assert_eq!(
+        answer(
             "SELECT count(DISTINCT date) AS days, \
                     sum(CASE WHEN settles_at = CAST(date + INTERVAL '4 days' AS TIMESTAMP) THEN 1 ELSE 0 END) = count(*) AS settle_ok, \
                     bool_and(settled) AS all_settled \
-             FROM tidemark.slices WHERE date BETWEEN DATE '2026-10-23' AND DATE '2026-11-01'",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        ledger.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ledger.stderr)
+             FROM tidemark.slices WHERE date BETWEEN DATE '2026-10-23' AND DATE '2026-11-01'"
+        ),
+        "10,true,true"
     );
-    let csv = String::from_utf8_lossy(&ledger.stdout);
-    assert_eq!(csv.lines().nth(1), Some("10,true,true"), "{csv}");
 
     // The mart follows the data: its days are the days synced so far.
-    let mart = tidemark()
-        .args([
-            "sql",
-            "-w",
-            project.path().join("wh").to_str().unwrap(),
-            "--format",
-            "csv",
-            "-c",
-            "SELECT (SELECT count(DISTINCT date) FROM daily_spend) = (SELECT count(DISTINCT date) FROM ad_performance) AS same_days",
-        ])
-        .output()
-        .unwrap();
-    let csv = String::from_utf8_lossy(&mart.stdout);
     assert_eq!(
-        csv.lines().nth(1),
-        Some("true"),
-        "{csv}{}",
-        String::from_utf8_lossy(&mart.stderr)
+        answer("SELECT (SELECT count(DISTINCT date) FROM daily_spend) = (SELECT count(DISTINCT date) FROM ad_performance) AS same_days"),
+        "true"
     );
 
     // A second scheduler on the same warehouse is refused, naming the holder.

@@ -74,21 +74,12 @@ pub async fn stdout_of(project: &Path, args: &[&str]) -> String {
 
 /// `tidemark status --format json` as of the simulators' today.
 async fn status(project: &Path) -> serde_json::Value {
-    let p = project.to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        tidemark(&p)
-            .args(["status", "--today", "2026-11-20", "--format", "json"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let out = stdout_of(
+        project,
+        &["status", "--today", "2026-11-20", "--format", "json"],
+    )
+    .await;
+    serde_json::from_str(&out).unwrap()
 }
 
 /// Both simulators at 2026-11-20, Meta report runs completing on the first poll.
@@ -184,22 +175,12 @@ async fn a_killed_sync_resumes_without_redoing_or_doubling() {
         .iter()
         .all(|a| a["last_run"] == "killed"));
 
-    let p = project.path().to_path_buf();
-    let resumed = tokio::task::spawn_blocking(move || {
-        tidemark(&p)
-            .args(["sync", "--resume", "killed", "--format", "json"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        resumed.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&resumed.stdout),
-        String::from_utf8_lossy(&resumed.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    let resumed = stdout_of(
+        project.path(),
+        &["sync", "--resume", "killed", "--format", "json"],
+    )
+    .await;
+    let report: serde_json::Value = serde_json::from_str(&resumed).unwrap();
     let sources = report["sources"].as_array().unwrap();
     let sum = |key: &str| {
         sources

@@ -15,6 +15,10 @@
 
 mod collect;
 
+/// The same allocator as the `tidemark` binary, so figures match what it does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;

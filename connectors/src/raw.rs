@@ -1,16 +1,17 @@
-//! Raw landing: every payload a platform returns is written to `raw/` (gzip) with a
-//! manifest entry *before* it is normalized, so a load can be replayed without calling the
-//! platform again, and a payload that cannot be loaded is kept in `raw/quarantine/` with the
-//! reason instead of being lost.
+//! Raw landing: every payload a platform returns is written to `raw/` (gzip) *before* it is
+//! normalized, with a manifest (request, fetch time, SHA-256, size per page), so a load can be
+//! replayed without calling the platform again, and a payload that cannot be loaded is kept
+//! in `raw/quarantine/` with the reason instead of being lost.
 //!
 //! ```text
 //! raw/runs/<run>/<source>/<account>/<since>_<until>/0000.json.gz      payload as returned
-//! raw/runs/<run>/<source>/<account>/<since>_<until>/0000.json         manifest entry
-//! raw/runs/<run>/<source>/<account>/<since>_<until>/_complete.json    every page landed
+//! raw/runs/<run>/<source>/<account>/<since>_<until>/_complete.json    every page landed: the manifest
 //! raw/quarantine/<run>/<source>/<account>/<since>_<until>/0000.json.gz + 0000.reason.json
 //! ```
-//! Each object is written once; manifest entries are separate objects (object stores cannot
-//! append), and a unit without `_complete.json` was cut short and is never replayed.
+//! Each object is written once. The manifest is written once per unit, with its completion
+//! marker (one object per page fewer than a manifest entry per page; files are what a busy
+//! collector spends its time creating); a unit without `_complete.json` was cut short and is
+//! never replayed. Runs landed with one `0000.json` manifest entry per page still read.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -56,6 +57,19 @@ impl Unit {
             "{}/{}/{}_{}",
             self.source, self.account, self.since, self.until
         )
+    }
+
+    /// The unit a landing directory (`source/account/since_until`) belongs to.
+    fn from_dir(dir: &str) -> Option<Self> {
+        let mut parts = dir.split('/');
+        let (source, account, days) = (parts.next()?, parts.next()?, parts.next()?);
+        let (since, until) = days.split_once('_')?;
+        Some(Unit {
+            source: source.into(),
+            account: account.into(),
+            since: since.parse().ok()?,
+            until: until.parse().ok()?,
+        })
     }
 }
 
@@ -208,7 +222,8 @@ impl RawStore {
         format!("raw/runs/{}/{}", self.run, unit.dir())
     }
 
-    /// Land one page: the gzip payload first, then its manifest entry.
+    /// Land one page's gzip payload; its manifest entry is kept by the caller and written
+    /// with the unit's completion marker (one object per unit, not one per page).
     pub async fn land(
         &self,
         unit: &Unit,
@@ -218,10 +233,9 @@ impl RawStore {
         body: &[u8],
         fetched_at: DateTime<Utc>,
     ) -> Result<ManifestEntry> {
-        let dir = self.unit_dir(unit);
-        let path = format!("{dir}/{page:04}.json.gz");
+        let path = format!("{}/{page:04}.json.gz", self.unit_dir(unit));
         self.put(&path, gzip(body)).await?;
-        let entry = ManifestEntry {
+        Ok(ManifestEntry {
             run: self.run.clone(),
             unit: unit.clone(),
             platform: platform.to_string(),
@@ -231,22 +245,56 @@ impl RawStore {
             sha256: hex::encode(sha2::Sha256::digest(body)),
             bytes: body.len() as u64,
             path,
-        };
-        let manifest = format!("{dir}/{page:04}.json");
-        self.put(
-            &manifest,
-            serde_json::to_vec_pretty(&entry).expect("manifest entries serialize"),
-        )
-        .await?;
-        Ok(entry)
+        })
     }
 
-    /// Mark a unit's pages as complete (`pages` of them).
-    pub async fn complete(&self, unit: &Unit, pages: u32) -> Result<()> {
+    /// Mark a unit complete: `_complete.json` holds the manifest of its pages, in order.
+    pub async fn complete(&self, unit: &Unit, pages: &[ManifestEntry]) -> Result<()> {
         let path = format!("{}/_complete.json", self.unit_dir(unit));
-        let body = serde_json::json!({ "unit": unit, "pages": pages, "completed_at": Utc::now() });
-        self.put(&path, serde_json::to_vec_pretty(&body).expect("serializes"))
-            .await
+        let marker = Completion {
+            unit: unit.clone(),
+            pages: pages.len() as u32,
+            completed_at: Utc::now(),
+            manifest: pages.to_vec(),
+        };
+        self.put(
+            &path,
+            serde_json::to_vec_pretty(&marker).expect("serializes"),
+        )
+        .await
+    }
+
+    /// The manifest of a completed unit directory: from its `_complete.json`, or (runs landed
+    /// before the manifest moved there) from one `NNNN.json` entry per page.
+    async fn manifest(&self, dir: &str, files: &[String]) -> Result<Vec<ManifestEntry>> {
+        let marker_path = format!("{dir}/_complete.json");
+        let data = self.get(&marker_path).await?;
+        let marker: Completion = serde_json::from_slice(&data)
+            .map_err(|e| raw_error(&marker_path, format!("not a completion marker: {e}")))?;
+        let mut entries = marker.manifest;
+        if entries.is_empty() && marker.pages > 0 {
+            for name in files
+                .iter()
+                .filter(|n| n.ends_with(".json") && !n.starts_with('_'))
+            {
+                let path = format!("{dir}/{name}");
+                let data = self.get(&path).await?;
+                entries.push(
+                    serde_json::from_slice(&data)
+                        .map_err(|e| raw_error(&path, format!("not a manifest entry: {e}")))?,
+                );
+            }
+        }
+        entries.sort_by_key(|e| e.page);
+        let contiguous = entries.len() as u32 == marker.pages
+            && entries.iter().enumerate().all(|(i, e)| e.page == i as u32);
+        if !contiguous {
+            return Err(raw_error(
+                &marker_path,
+                format!("lists {} of its {} pages", entries.len(), marker.pages),
+            ));
+        }
+        Ok(entries)
     }
 
     /// Keep a payload that cannot be loaded, with the reason. Returns the reason file's path.
@@ -302,36 +350,22 @@ impl RawStore {
     pub async fn landed(&self, unit: &Unit) -> Result<Option<Vec<(ManifestEntry, Bytes)>>> {
         use futures::TryStreamExt;
         let dir = self.unit_dir(unit);
-        let objects: Vec<_> = self
+        let files: Vec<String> = self
             .store
             .list(Some(&Path::from(dir.as_str())))
+            .map_ok(|o| o.location.filename().unwrap_or_default().to_string())
             .try_collect()
             .await
             .map_err(|e| raw_error(&dir, e))?;
-        if !objects
-            .iter()
-            .any(|o| o.location.filename() == Some("_complete.json"))
-        {
+        if !files.iter().any(|f| f == "_complete.json") {
             return Ok(None);
         }
         let mut pages = Vec::new();
-        for object in &objects {
-            let path = object.location.to_string();
-            let name = object.location.filename().unwrap_or_default();
-            if name.ends_with(".json") && !name.starts_with('_') {
-                let data = self.get(&path).await?;
-                let entry: ManifestEntry = serde_json::from_slice(&data)
-                    .map_err(|e| raw_error(&path, format!("not a manifest entry: {e}")))?;
-                let body = Bytes::from(self.read(&entry).await?);
-                pages.push((entry, body));
-            }
+        for entry in self.manifest(&dir, &files).await? {
+            let body = Bytes::from(self.read(&entry).await?);
+            pages.push((entry, body));
         }
-        pages.sort_by_key(|(e, _)| e.page);
-        let contiguous = pages
-            .iter()
-            .enumerate()
-            .all(|(i, (e, _))| e.page == i as u32);
-        Ok(contiguous.then_some(pages))
+        Ok(Some(pages))
     }
 
     /// Everything run `self.run` landed, by unit.
@@ -350,36 +384,42 @@ impl RawStore {
                 self.run
             )));
         }
-        let mut entries: std::collections::BTreeMap<String, Vec<ManifestEntry>> =
-            Default::default();
-        let mut completed = std::collections::BTreeSet::new();
+        let mut files: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for object in objects {
             let path = object.location.to_string();
-            let Some((dir, file)) = path.rsplit_once('/') else {
-                continue;
-            };
-            if file == "_complete.json" {
-                completed.insert(dir.to_string());
-            } else if file.ends_with(".json") && !file.ends_with(".json.gz") {
-                let data = self.get(&path).await?;
-                let entry: ManifestEntry = serde_json::from_slice(&data)
-                    .map_err(|e| raw_error(&path, format!("not a manifest entry: {e}")))?;
-                entries.entry(dir.to_string()).or_default().push(entry);
+            if let Some((dir, file)) = path.rsplit_once('/') {
+                files
+                    .entry(dir.to_string())
+                    .or_default()
+                    .push(file.to_string());
             }
         }
         let mut contents = RunContents::default();
-        for (dir, mut pages) in entries {
-            pages.sort_by_key(|e| e.page);
-            let unit = pages[0].unit.clone();
-            let contiguous = pages.iter().enumerate().all(|(i, e)| e.page == i as u32);
-            if completed.contains(&dir) && contiguous {
+        for (dir, names) in files {
+            if names.iter().any(|n| n == "_complete.json") {
+                let pages = self.manifest(&dir, &names).await?;
+                let unit = match pages.first() {
+                    Some(page) => page.unit.clone(),
+                    None => continue, // a unit with no pages has nothing to replay
+                };
                 contents.complete.push(LandedUnit { unit, pages });
-            } else {
+            } else if let Some(unit) = Unit::from_dir(dir.trim_start_matches(&prefix)) {
                 contents.incomplete.push(unit);
             }
         }
         Ok(contents)
     }
+}
+
+/// `_complete.json`: the unit, its page count, and the manifest of its pages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Completion {
+    unit: Unit,
+    pages: u32,
+    completed_at: DateTime<Utc>,
+    /// Empty in runs landed before the manifest moved here (one `NNNN.json` per page).
+    #[serde(default)]
+    manifest: Vec<ManifestEntry>,
 }
 
 #[cfg(test)]
@@ -399,29 +439,71 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let raw = RawStore::new(Arc::clone(&store), "r1").unwrap();
         let u = unit();
+        let mut manifest = Vec::new();
         for page in [1u32, 0] {
-            raw.land(
-                &u,
-                "meta",
-                page,
-                "GET /x",
-                format!("page {page}").as_bytes(),
-                Utc::now(),
-            )
-            .await
-            .unwrap();
+            let entry = raw
+                .land(
+                    &u,
+                    "meta",
+                    page,
+                    "GET /x",
+                    format!("page {page}").as_bytes(),
+                    Utc::now(),
+                )
+                .await
+                .unwrap();
+            manifest.push(entry);
         }
         let cut = Unit::new("meta", "1002", u.window());
         raw.land(&cut, "meta", 0, "GET /y", b"p", Utc::now())
             .await
             .unwrap();
-        raw.complete(&u, 2).await.unwrap();
+        raw.complete(&u, &manifest).await.unwrap();
         let contents = raw.contents().await.unwrap();
         assert_eq!(contents.complete.len(), 1);
-        assert_eq!(contents.incomplete, vec![cut]);
+        assert_eq!(contents.incomplete, vec![cut.clone()]);
         let pages = &contents.complete[0].pages;
         assert_eq!(pages.iter().map(|p| p.page).collect::<Vec<_>>(), vec![0, 1]);
         assert_eq!(raw.read(&pages[1]).await.unwrap(), b"page 1");
+        let landed = raw.landed(&u).await.unwrap().unwrap();
+        assert_eq!(landed.len(), 2);
+        assert_eq!(&landed[0].1[..], b"page 0");
+        assert!(raw.landed(&cut).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn runs_landed_with_one_manifest_file_per_page_still_read() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let raw = RawStore::new(Arc::clone(&store), "old").unwrap();
+        let u = unit();
+        let entry = raw
+            .land(&u, "meta", 0, "GET /x", b"page 0", Utc::now())
+            .await
+            .unwrap();
+        let dir = raw.unit_dir(&u);
+        let put = |path: String, body: Vec<u8>| {
+            let store = Arc::clone(&store);
+            async move {
+                store
+                    .put(&Path::from(path), PutPayload::from(body))
+                    .await
+                    .unwrap()
+            }
+        };
+        put(
+            format!("{dir}/0000.json"),
+            serde_json::to_vec(&entry).unwrap(),
+        )
+        .await;
+        let marker = serde_json::json!({"unit": u, "pages": 1, "completed_at": Utc::now()});
+        put(
+            format!("{dir}/_complete.json"),
+            serde_json::to_vec(&marker).unwrap(),
+        )
+        .await;
+        let landed = raw.landed(&u).await.unwrap().unwrap();
+        assert_eq!(&landed[0].1[..], b"page 0");
+        assert_eq!(raw.contents().await.unwrap().complete.len(), 1);
     }
 
     #[tokio::test]

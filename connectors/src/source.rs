@@ -67,9 +67,8 @@ impl PageSink {
 
     /// Mark the unit complete and return its pages with their bytes.
     pub async fn finish(self) -> Result<Vec<(ManifestEntry, Bytes)>> {
-        self.raw
-            .complete(&self.unit, self.landed.len() as u32)
-            .await?;
+        let manifest: Vec<ManifestEntry> = self.landed.iter().map(|(e, _)| e.clone()).collect();
+        self.raw.complete(&self.unit, &manifest).await?;
         Ok(self.landed)
     }
 

@@ -11,7 +11,6 @@
 //! - [`throttle`]: per-credential concurrency caps, platform-signalled waits, retries.
 //! - [`raw`]: landing payloads in `raw/` with a manifest, quarantine, reading runs back.
 //! - [`journal`]: a run's plan and committed jobs under `_tidemark/`, for resuming.
-//! - [`lease`]: at most one holder of a warehouse object (one scheduler per warehouse).
 //! - [`queue`]: the distributed job queue on Redis Streams (consumer group, heartbeat, XAUTOCLAIM).
 //! - [`normalize`]: drift-tolerant JSON → Arrow (key case, aliases, added fields, exact decimals).
 //! - [`sync`]: plan → fetch → land → normalize → one commit per table; replay from raw.
@@ -30,7 +29,8 @@ pub mod error;
 pub mod gaps;
 pub mod google_ads;
 pub mod journal;
-pub mod lease;
+/// Leases live in the engine (marts use them too); re-exported where the scheduler found them.
+pub use engine::lease;
 pub mod meta;
 pub mod normalize;
 pub mod oauth;

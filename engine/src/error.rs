@@ -88,6 +88,14 @@ pub enum Error {
     #[error("table '{table}' cannot take slice replaces: {reason}")]
     NotSliceTable { table: String, reason: String },
 
+    /// Someone else holds a lease (one scheduler per warehouse, one refresher per mart).
+    #[error("{path} is held by {holder} until {until} (it renews while running; a dead holder's lease expires then)")]
+    LeaseHeld {
+        path: String,
+        holder: String,
+        until: String,
+    },
+
     /// A mart's SQL file cannot be used.
     #[error("mart '{mart}': {problem}")]
     MartDefinition { mart: String, problem: String },

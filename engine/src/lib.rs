@@ -13,6 +13,7 @@
 //! - [`model`]: the canonical `ad_performance` schema.
 //! - [`slice`]: slice keys and layouts; splitting rows by slice.
 //! - [`replace`]: the replace contract (staging, planning removals, committing, retrying).
+//! - [`lease`]: at most one holder of a warehouse object (scheduler, mart refresher).
 //! - [`ledger`]: the slice ledger (`tidemark.slices`): when each slice was last replaced.
 //! - [`marts`]: SQL-defined marts, incremental refresh by day, data tests, seeds.
 //! - [`functions`]: ratio metrics (`ctr`, `cpc`, `cpi`, `cpa`, `roas`) as ratios of sums.
@@ -28,6 +29,7 @@
 pub mod error;
 pub mod failpoint;
 pub mod functions;
+pub mod lease;
 pub mod ledger;
 pub mod maintenance;
 pub mod marts;

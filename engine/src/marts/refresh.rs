@@ -24,6 +24,7 @@ use super::changes::{changed_days, Changes};
 use super::definition::MartDefinition;
 use super::graph::MartGraph;
 use crate::error::{Error, Result};
+use crate::lease::Lease;
 use crate::warehouse::{Namespace, Warehouse};
 
 /// What tidemark remembers about a mart between refreshes.
@@ -311,8 +312,56 @@ async fn row_count(warehouse: &Warehouse, mart: &str) -> Result<u64> {
         .sum())
 }
 
-/// Refresh one mart (its inputs already refreshed).
+/// How long a refresher's lease on a mart lasts without renewal.
+const REFRESH_LEASE: Duration = Duration::from_secs(120);
+
+/// Refresh one mart (its inputs already refreshed), holding its lease so two refreshers
+/// (say the scheduler and `REFRESH MART` from a shell) never interleave their commits and
+/// watermarks; the second is told who holds it.
 pub async fn refresh_mart(
+    warehouse: &Warehouse,
+    mart: &MartDefinition,
+    input_names: &BTreeSet<String>,
+    full: bool,
+) -> Result<RefreshReport> {
+    let holder = format!(
+        "{}:{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let lease = std::sync::Arc::new(
+        Lease::acquire(
+            warehouse.storage().store(),
+            &format!("_tidemark/marts/{}.lock", mart.name),
+            &holder,
+            REFRESH_LEASE,
+        )
+        .await?,
+    );
+    let renewer = {
+        let lease = std::sync::Arc::clone(&lease);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease.ttl() / 3).await;
+                if let Err(e) = lease.renew().await {
+                    tracing::warn!(error = %e, "could not renew a mart refresh lease; retrying");
+                }
+            }
+        })
+    };
+    let result = refresh_leased(warehouse, mart, input_names, full).await;
+    renewer.abort();
+    let _ = renewer.await;
+    if let Ok(lease) = std::sync::Arc::try_unwrap(lease) {
+        if let Err(e) = lease.release().await {
+            tracing::warn!(mart = %mart.name, error = %e, "could not release the refresh lease; it expires by itself");
+        }
+    }
+    result
+}
+
+async fn refresh_leased(
     warehouse: &Warehouse,
     mart: &MartDefinition,
     input_names: &BTreeSet<String>,

@@ -437,6 +437,29 @@ async fn broken_marts_fail_alone_with_clear_messages() {
     std::fs::remove_file(marts.join("a.sql")).unwrap();
     std::fs::remove_file(marts.join("b.sql")).unwrap();
 
+    // A mart another refresher holds is refused, naming the holder; the others go on.
+    let lock = p.warehouse().join("_tidemark/marts/channel_daily.lock");
+    let until = chrono::Utc::now() + chrono::Duration::minutes(5);
+    std::fs::write(
+        &lock,
+        serde_json::json!({"holder": "a shell elsewhere", "acquired_at": chrono::Utc::now(), "expires_at": until}).to_string(),
+    )
+    .unwrap();
+    let out = refresh(p.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "FAILED channel_daily: _tidemark/marts/channel_daily.lock is held by a shell elsewhere"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("FAILED installs_rolling_7d: mart 'installs_rolling_7d': its query failed, so it keeps its previous contents: skipped because the mart it reads, 'channel_daily', failed"), "{text}");
+    assert!(
+        text.contains("daily_campaign_performance: inputs unchanged"),
+        "{text}"
+    );
+    std::fs::remove_file(&lock).unwrap();
+
     // Nothing else changed: every sample mart is at the version it had.
     assert_eq!(MARTS.map(version_of).to_vec(), before);
 

@@ -1,7 +1,7 @@
 //! Leases on warehouse objects: at most one holder at a time, and a holder that dies cannot
 //! keep it forever. A lease is a small JSON object (holder, expiry) created with put-if-absent;
 //! the holder renews it well before it expires; anyone may take over a lease whose expiry has
-//! passed. Used for "one scheduler per warehouse".
+//! passed. Used for "one scheduler per warehouse" and "one refresher per mart".
 //!
 //! Takeover is delete-then-create, so two processes taking over the same expired lease at the
 //! same moment can both believe they won until the next renewal, when the loser sees another
@@ -34,11 +34,8 @@ pub struct Lease {
     acquired_at: DateTime<Utc>,
 }
 
-fn lease_error(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Raw {
-        path: path.to_string(),
-        reason: e.to_string(),
-    }
+fn lease_error(path: &Path, e: object_store::Error) -> Error {
+    Error::store(path, e)
 }
 
 async fn read(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Option<LeaseRecord>> {
@@ -88,11 +85,11 @@ impl Lease {
             }
             match read(&store, &path).await? {
                 Some(current) if current.expires_at > Utc::now() => {
-                    return Err(Error::Config(format!(
-                        "{path} is held by {} until {} (it renews while running; a dead holder's lease expires then)",
-                        current.holder,
-                        current.expires_at.format("%Y-%m-%d %H:%M:%SZ")
-                    )))
+                    return Err(Error::LeaseHeld {
+                        path: path.to_string(),
+                        holder: current.holder,
+                        until: current.expires_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+                    })
                 }
                 _ => {
                     tracing::warn!(lease = %path, "taking over an expired lease");
@@ -103,9 +100,11 @@ impl Lease {
                 }
             }
         }
-        Err(Error::Config(format!(
-            "{path} changed hands while taking it over; try again"
-        )))
+        Err(Error::LeaseHeld {
+            path: path.to_string(),
+            holder: "another process taking it over at the same moment".into(),
+            until: "it renews".into(),
+        })
     }
 
     /// Extend the lease. `false` when someone else holds it now (stop working).

@@ -96,6 +96,14 @@ pub enum Error {
         until: String,
     },
 
+    /// Time travel to a version that is not there.
+    #[error("table '{name}' has no version {asked}; its newest is {newest} (DESCRIBE HISTORY {name} lists them)")]
+    NoSuchVersion {
+        name: String,
+        asked: String,
+        newest: u64,
+    },
+
     /// A mart's SQL file cannot be used.
     #[error("mart '{mart}': {problem}")]
     MartDefinition { mart: String, problem: String },

@@ -23,6 +23,8 @@ pub const CATALOG: &str = "tidemark";
 pub const SCHEMA: &str = "public";
 /// The schema of system tables (`tidemark.slices` resolves here).
 pub const SYSTEM_SCHEMA: &str = "tidemark";
+/// The catalog holding tables pinned at a past version for time-travel queries.
+pub const ASOF_CATALOG: &str = "asof";
 
 /// A query session over one warehouse.
 pub struct WarehouseSession {
@@ -53,6 +55,12 @@ impl WarehouseSession {
         catalog.register_schema(SCHEMA, schema.clone() as Arc<dyn SchemaProvider>)?;
         catalog.register_schema(SYSTEM_SCHEMA, system.clone() as Arc<dyn SchemaProvider>)?;
         ctx.register_catalog(CATALOG, Arc::new(catalog));
+        let asof = MemoryCatalogProvider::new();
+        asof.register_schema(
+            "public",
+            Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+        )?;
+        ctx.register_catalog(ASOF_CATALOG, Arc::new(asof));
         let session = WarehouseSession {
             ctx,
             schema,
@@ -76,6 +84,106 @@ impl WarehouseSession {
     pub async fn refresh(&self) -> Result<()> {
         self.schema.refresh().await?;
         self.system.refresh().await
+    }
+
+    /// Where a table or mart lives.
+    async fn namespace_of(&self, name: &str) -> Result<Namespace> {
+        for namespace in Namespace::ALL {
+            if self.schema.warehouse.exists(namespace, name).await? {
+                return Ok(namespace);
+            }
+        }
+        Err(crate::Error::TableNotFound {
+            name: name.to_string(),
+            warehouse: self.schema.warehouse.url().to_string(),
+        })
+    }
+
+    async fn provider_of(&self, table: DeltaTable) -> Result<Arc<dyn TableProvider>> {
+        self.schema.register_store(&table)?;
+        Ok(table.table_provider().await?)
+    }
+
+    /// A table or mart as it was at `version`.
+    pub async fn table_at_version(
+        &self,
+        name: &str,
+        version: u64,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let namespace = self.namespace_of(name).await?;
+        let latest = self.schema.warehouse.open_table(namespace, name).await?;
+        let newest = latest.version().unwrap_or(0);
+        if version > newest {
+            return Err(crate::Error::NoSuchVersion {
+                name: name.to_string(),
+                asked: version.to_string(),
+                newest,
+            });
+        }
+        let table = self
+            .schema
+            .warehouse
+            .open_table_at(namespace, name, Some(version))
+            .await
+            .map_err(|e| match e {
+                crate::Error::Delta { .. } => crate::Error::NoSuchVersion {
+                    name: name.to_string(),
+                    asked: format!(
+                        "{version} (its log or files are gone: vacuumed or checkpointed away)"
+                    ),
+                    newest,
+                },
+                other => other,
+            })?;
+        self.provider_of(table).await
+    }
+
+    /// A table or mart as it was at instant `at` (the last version committed by then).
+    pub async fn table_at_time(
+        &self,
+        name: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let namespace = self.namespace_of(name).await?;
+        let mut table = self.schema.warehouse.open_table(namespace, name).await?;
+        let newest = table.version().unwrap_or(0);
+        table
+            .load_with_datetime(at)
+            .await
+            .map_err(|_| crate::Error::NoSuchVersion {
+                name: name.to_string(),
+                asked: format!("as of {at} (before its first commit, or its log was cleaned up)"),
+                newest,
+            })?;
+        // deltalake falls back to the first version for an instant before it.
+        let loaded = table.version().unwrap_or(0);
+        let committed_ms = table
+            .snapshot()
+            .ok()
+            .and_then(|s| s.version_timestamp(loaded as _));
+        if committed_ms.is_some_and(|ms| ms > at.timestamp_millis()) {
+            return Err(crate::Error::NoSuchVersion {
+                name: name.to_string(),
+                asked: format!("as of {at} (that is before its first commit)"),
+                newest,
+            });
+        }
+        self.provider_of(table).await
+    }
+
+    /// Register a pinned table in the `asof` catalog (for a time-travel statement).
+    pub fn register_pinned(
+        &self,
+        registered_as: &str,
+        provider: Arc<dyn TableProvider>,
+    ) -> Result<()> {
+        let schema = self
+            .ctx
+            .catalog(ASOF_CATALOG)
+            .and_then(|c| c.schema("public"))
+            .expect("the asof catalog is registered at start");
+        schema.register_table(registered_as.to_string(), provider)?;
+        Ok(())
     }
 
     /// Plan a SQL statement against the current table list.

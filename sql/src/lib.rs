@@ -23,6 +23,9 @@ pub enum Error {
 }
 
 pub mod refresh_mart;
+pub mod time_travel;
+
+pub(crate) use engine::session::ASOF_CATALOG;
 
 /// Run one statement and collect its result.
 pub async fn run_statement(
@@ -33,6 +36,11 @@ pub async fn run_statement(
     if let Some(refresh) = refresh_mart::parse(statement) {
         let (name, full) = refresh.map_err(Error::Statement)?;
         return refresh_mart::run(session, &name, full).await;
+    }
+    if let Some((rewritten, pinned)) = time_travel::rewrite(statement).map_err(Error::Statement)? {
+        time_travel::register(session, &pinned).await?;
+        let frame = session.sql(&rewritten).await?;
+        return Ok(frame.collect().await?);
     }
     let frame = session.sql(statement).await?;
     Ok(frame.collect().await?)

@@ -13,6 +13,7 @@
 //! - [`model`]: the canonical `ad_performance` schema.
 //! - [`slice`]: slice keys and layouts; splitting rows by slice.
 //! - [`replace`]: the replace contract (staging, planning removals, committing, retrying).
+//! - [`inspect`]: a table's commit history and partitions, from its Delta log.
 //! - [`lease`]: at most one holder of a warehouse object (scheduler, mart refresher).
 //! - [`ledger`]: the slice ledger (`tidemark.slices`): when each slice was last replaced.
 //! - [`marts`]: SQL-defined marts, incremental refresh by day, data tests, seeds.
@@ -29,6 +30,7 @@
 pub mod error;
 pub mod failpoint;
 pub mod functions;
+pub mod inspect;
 pub mod lease;
 pub mod ledger;
 pub mod maintenance;

@@ -22,6 +22,7 @@ pub enum Error {
     Statement(String),
 }
 
+pub mod describe;
 pub mod refresh_mart;
 pub mod time_travel;
 
@@ -33,6 +34,10 @@ pub async fn run_statement(
     statement: &str,
 ) -> Result<Vec<RecordBatch>, Error> {
     tracing::debug!(statement, "running statement");
+    if let Some(describe) = describe::parse(statement) {
+        let describe = describe.map_err(Error::Statement)?;
+        return describe::run(session, &describe).await;
+    }
     if let Some(refresh) = refresh_mart::parse(statement) {
         let (name, full) = refresh.map_err(Error::Statement)?;
         return refresh_mart::run(session, &name, full).await;

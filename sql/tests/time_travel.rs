@@ -69,6 +69,32 @@ async fn versions_and_instants_read_the_table_as_it_was() {
     .await;
     assert!(future.contains("| 30 "), "{future}");
 
+    // DESCRIBE HISTORY: newest first, each replace removing the slice's old file.
+    let history = tidemark_sql::run_statement(&session, "DESCRIBE HISTORY perf LIMIT 2")
+        .await
+        .unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&history)
+        .unwrap()
+        .to_string();
+    assert_eq!(history[0].num_rows(), 2, "{text}");
+    let versions = history[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::UInt64Array>()
+        .unwrap();
+    assert_eq!((versions.value(0), versions.value(1)), (2, 1), "{text}");
+    assert!(
+        text.contains("| 1           | 1             | 1 "),
+        "{text}"
+    );
+
+    // SHOW PARTITIONS: one (source, date) partition holding the slice's one file and row.
+    let partitions = answer(&session, "SHOW PARTITIONS perf").await;
+    assert!(
+        partitions.contains("| meta   | 2026-11-01 | 1     | 1    |"),
+        "{partitions}"
+    );
+
     let missing = tidemark_sql::run_statement(&session, "SELECT * FROM perf VERSION AS OF 9")
         .await
         .unwrap_err()

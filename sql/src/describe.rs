@@ -55,10 +55,14 @@ pub fn parse(statement: &str) -> Option<Result<Describe, String>> {
     None
 }
 
-fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<Vec<RecordBatch>, Error> {
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(datafusion::error::DataFusionError::from)?;
-    Ok(vec![batch])
+fn batch(
+    fields: Vec<Field>,
+    columns: Vec<ArrayRef>,
+) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+    Ok(vec![RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?])
 }
 
 /// Run a recognised statement.
@@ -73,7 +77,7 @@ pub async fn run(
             let u64s = |f: fn(&inspect::Commit) -> u64| {
                 Arc::new(UInt64Array::from_iter_values(commits.iter().map(f))) as ArrayRef
             };
-            batch(
+            Ok(batch(
                 vec![
                     Field::new("version", DataType::UInt64, false),
                     Field::new(
@@ -112,6 +116,7 @@ pub async fn run(
                     )),
                 ],
             )
+            .map_err(datafusion::error::DataFusionError::from)?)
         }
         Describe::Partitions { table } => {
             let (columns, partitions) = inspect::partitions(warehouse, table).await?;
@@ -139,7 +144,7 @@ pub async fn run(
                     partitions.iter().map(f),
                 )));
             }
-            batch(fields, arrays)
+            Ok(batch(fields, arrays).map_err(datafusion::error::DataFusionError::from)?)
         }
     }
 }

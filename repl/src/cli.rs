@@ -137,4 +137,6 @@ pub enum OutputFormat {
     Json,
     /// One JSON object per line.
     Jsonl,
+    /// A Markdown table (for notes, tickets and READMEs).
+    Markdown,
 }

@@ -55,11 +55,45 @@ pub fn write_batches(
                 .and_then(|()| writer.finish())
                 .map_err(anyhow::Error::from)
         }
+        OutputFormat::Markdown => write_markdown(out, batches),
     };
     match result {
         Err(e) if is_broken_pipe(&e) => Ok(()),
         other => other,
     }
+}
+
+/// A Markdown table: header, separator, one line per row; `|` in values escaped.
+fn write_markdown(out: &mut dyn Write, batches: &[RecordBatch]) -> anyhow::Result<()> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    let escape = |text: String| text.replace('|', "\\|");
+    let schema = first.schema();
+    let names: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| escape(f.name().clone()))
+        .collect();
+    writeln!(out, "| {} |", names.join(" | "))?;
+    writeln!(out, "|{}", " --- |".repeat(names.len()))?;
+    let options = FormatOptions::default().with_null("");
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = formatters
+                .iter()
+                .map(|f| escape(f.value(row).to_string()))
+                .collect();
+            writeln!(out, "| {} |", cells.join(" | "))?;
+        }
+    }
+    Ok(())
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -24,6 +24,7 @@ pub enum Error {
 
 pub mod describe;
 pub mod refresh_mart;
+pub mod script;
 pub mod time_travel;
 
 pub(crate) use engine::session::ASOF_CATALOG;

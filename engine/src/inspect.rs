@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::warehouse::{Namespace, Warehouse};
+use crate::warehouse::Warehouse;
 
 /// One commit of a table.
 #[derive(Debug, Clone, Serialize)]
@@ -35,23 +35,10 @@ pub struct Partition {
     pub bytes: u64,
 }
 
-/// Find a table or mart.
-pub async fn locate(warehouse: &Warehouse, name: &str) -> Result<Namespace> {
-    for namespace in Namespace::ALL {
-        if warehouse.exists(namespace, name).await? {
-            return Ok(namespace);
-        }
-    }
-    Err(Error::TableNotFound {
-        name: name.to_string(),
-        warehouse: warehouse.url().to_string(),
-    })
-}
-
 /// The newest `limit` commits of `name`, newest first (commits whose log entries were
 /// cleaned up are left out).
 pub async fn history(warehouse: &Warehouse, name: &str, limit: usize) -> Result<Vec<Commit>> {
-    let namespace = locate(warehouse, name).await?;
+    let namespace = warehouse.locate(name).await?;
     let table = warehouse.open_table(namespace, name).await?;
     let latest = table.version().unwrap_or(0);
     let log_store = table.log_store();
@@ -110,7 +97,7 @@ pub async fn partitions(
     warehouse: &Warehouse,
     name: &str,
 ) -> Result<(Vec<String>, Vec<Partition>)> {
-    let namespace = locate(warehouse, name).await?;
+    let namespace = warehouse.locate(name).await?;
     let table = warehouse.open_table(namespace, name).await?;
     let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
     let columns: Vec<String> = snapshot.metadata().partition_columns().to_vec();

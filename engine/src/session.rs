@@ -86,19 +86,6 @@ impl WarehouseSession {
         self.system.refresh().await
     }
 
-    /// Where a table or mart lives.
-    async fn namespace_of(&self, name: &str) -> Result<Namespace> {
-        for namespace in Namespace::ALL {
-            if self.schema.warehouse.exists(namespace, name).await? {
-                return Ok(namespace);
-            }
-        }
-        Err(crate::Error::TableNotFound {
-            name: name.to_string(),
-            warehouse: self.schema.warehouse.url().to_string(),
-        })
-    }
-
     async fn provider_of(&self, table: DeltaTable) -> Result<Arc<dyn TableProvider>> {
         self.schema.register_store(&table)?;
         Ok(table.table_provider().await?)
@@ -110,7 +97,7 @@ impl WarehouseSession {
         name: &str,
         version: u64,
     ) -> Result<Arc<dyn TableProvider>> {
-        let namespace = self.namespace_of(name).await?;
+        let namespace = self.schema.warehouse.locate(name).await?;
         let latest = self.schema.warehouse.open_table(namespace, name).await?;
         let newest = latest.version().unwrap_or(0);
         if version > newest {
@@ -144,7 +131,7 @@ impl WarehouseSession {
         name: &str,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Arc<dyn TableProvider>> {
-        let namespace = self.namespace_of(name).await?;
+        let namespace = self.schema.warehouse.locate(name).await?;
         let mut table = self.schema.warehouse.open_table(namespace, name).await?;
         let newest = table.version().unwrap_or(0);
         table

@@ -146,6 +146,26 @@ impl Warehouse {
             .map_err(|e| Error::delta(name, e))
     }
 
+    /// Where a table or mart called `name` lives (tables first), or `None`.
+    pub async fn namespace_of(&self, name: &str) -> Result<Option<Namespace>> {
+        for namespace in Namespace::ALL {
+            if self.exists(namespace, name).await? {
+                return Ok(Some(namespace));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Like [`Warehouse::namespace_of`], but a missing name is an error naming the warehouse.
+    pub async fn locate(&self, name: &str) -> Result<Namespace> {
+        self.namespace_of(name)
+            .await?
+            .ok_or_else(|| Error::TableNotFound {
+                name: name.to_string(),
+                warehouse: self.url().to_string(),
+            })
+    }
+
     /// A table handle that has not read the log yet.
     pub(crate) fn unloaded_table(&self, namespace: Namespace, name: &str) -> Result<DeltaTable> {
         let url = self.table_url(namespace, name)?;

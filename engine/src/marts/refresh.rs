@@ -143,15 +143,13 @@ struct Input {
 
 /// Find `name` among tables, then marts; the closest names as a hint when it is missing.
 async fn locate(warehouse: &Warehouse, mart: &str, name: &str) -> Result<Input> {
-    for namespace in Namespace::ALL {
-        if warehouse.exists(namespace, name).await? {
-            let table = warehouse.open_table(namespace, name).await?;
-            return Ok(Input {
-                name: name.into(),
-                namespace,
-                version: table.version().unwrap_or(0) as u64,
-            });
-        }
+    if let Some(namespace) = warehouse.namespace_of(name).await? {
+        let table = warehouse.open_table(namespace, name).await?;
+        return Ok(Input {
+            name: name.into(),
+            namespace,
+            version: table.version().unwrap_or(0) as u64,
+        });
     }
     let mut known: Vec<String> = Vec::new();
     for namespace in Namespace::ALL {

@@ -17,6 +17,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// A name for this process as a lease holder or queue consumer: host, pid and a random
+/// suffix (a restarted process with a reused pid is still someone else).
+pub fn process_id() -> String {
+    format!(
+        "{}:{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
 /// What a lease object holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LeaseRecord {

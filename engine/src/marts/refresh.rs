@@ -322,12 +322,7 @@ pub async fn refresh_mart(
     input_names: &BTreeSet<String>,
     full: bool,
 ) -> Result<RefreshReport> {
-    let holder = format!(
-        "{}:{}:{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let holder = crate::lease::process_id();
     let lease = std::sync::Arc::new(
         Lease::acquire(
             warehouse.storage().store(),

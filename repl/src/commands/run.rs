@@ -288,12 +288,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let warehouse = args.project.open(&config).await?;
     warehouse.storage().check_reachable().await?;
 
-    let holder = format!(
-        "{}:{}:{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let holder = engine::lease::process_id();
     let lease = Lease::acquire(warehouse.storage().store(), LEASE_PATH, &holder, LEASE_TTL)
         .await
         .context("another scheduler runs on this warehouse")?;

@@ -53,12 +53,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     for client in &clients {
         client.throttle().share_with(Arc::clone(&shared));
     }
-    let consumer = format!(
-        "{}:{}:{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let consumer = engine::lease::process_id();
     eprintln!("worker {consumer} taking jobs from {}", queue.server());
     tracing::info!(consumer, queue = queue.server(), "worker started");
     let mut terminate = signal(SignalKind::terminate())?;

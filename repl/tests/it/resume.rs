@@ -113,26 +113,12 @@ pub fn reported_rows(sim: &connectors::sim::RunningSim, window: Window) -> usize
 
 /// `count(*)` and distinct (source, account, day, ad) of ad_performance, as "n,d".
 pub async fn counts(project: &Path, filter: &str) -> String {
-    let p = project.to_path_buf();
     let sql = format!(
         "SELECT count(*) AS n, count(DISTINCT concat(source, '/', account_id, '/', CAST(date AS VARCHAR), '/', ad_id)) AS d FROM ad_performance WHERE {filter}"
     );
-    let out = tokio::task::spawn_blocking(move || {
-        tidemark(&p)
-            .args(["sql", "-w"])
-            .arg(p.join("wh"))
-            .args(["--format", "csv", "-c", &sql])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let wh = project.join("wh").display().to_string();
+    stdout_of(project, &["sql", "-w", &wh, "--format", "csv", "-c", &sql])
+        .await
         .lines()
         .nth(1)
         .unwrap_or_default()
@@ -226,29 +212,20 @@ async fn a_killed_sync_resumes_without_redoing_or_doubling() {
 async fn backfill_loads_a_historical_range_in_chunks() {
     let sim = start_sim().await;
     let project = project_for(&sim);
-    let p = project.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        tidemark(&p)
-            .args([
-                "backfill",
-                "--from",
-                "2026-07-01",
-                "--to",
-                "2026-08-31",
-                "--format",
-                "json",
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = stdout_of(
+        project.path(),
+        &[
+            "backfill",
+            "--from",
+            "2026-07-01",
+            "--to",
+            "2026-08-31",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     // 62 days: 9 weekly chunks per account for both sources (chunk_days 7), 2 accounts each.
     for source in report["sources"].as_array().unwrap() {
         assert_eq!(source["units"], 18, "{source:#}");

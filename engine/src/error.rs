@@ -105,6 +105,14 @@ pub enum Error {
     },
 
     /// A mart's SQL file cannot be used.
+    /// A vacuum asked for a retention shorter than the safe minimum.
+    #[error("table '{table}': a vacuum retention of {asked} is shorter than the minimum {minimum}; files that recent may still be read by time travel or by a writer's commit in flight. Keep the default, or force it where the command offers --force")]
+    RetentionTooShort {
+        table: String,
+        asked: String,
+        minimum: String,
+    },
+
     #[error("mart '{mart}': {problem}")]
     MartDefinition { mart: String, problem: String },
 

@@ -35,6 +35,17 @@ pub struct Partition {
     pub bytes: u64,
 }
 
+/// A commit's operation parameters as JSON, without the table metadata and protocol a
+/// CREATE TABLE restates in full (the schema is what `DESCRIBE t` shows).
+fn readable_parameters(parameters: &serde_json::Value) -> String {
+    let mut parameters = parameters.clone();
+    if let Some(map) = parameters.as_object_mut() {
+        map.remove("metadata");
+        map.remove("protocol");
+    }
+    parameters.to_string()
+}
+
 /// The newest `limit` commits of `name`, newest first (commits whose log entries were
 /// cleaned up are left out).
 pub async fn history(warehouse: &Warehouse, name: &str, limit: usize) -> Result<Vec<Commit>> {
@@ -72,7 +83,7 @@ pub async fn history(warehouse: &Warehouse, name: &str, limit: usize) -> Result<
                     .and_then(DateTime::from_timestamp_millis);
                 commit.operation = info["operation"].as_str().unwrap_or_default().to_string();
                 if let Some(p) = info.get("operationParameters") {
-                    commit.parameters = p.to_string();
+                    commit.parameters = readable_parameters(p);
                 }
             } else if let Some(txn) = action.get("txn") {
                 commit.job = txn["appId"].as_str().map(str::to_string);

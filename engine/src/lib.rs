@@ -36,6 +36,7 @@ pub mod ledger;
 pub mod maintenance;
 pub mod marts;
 pub mod model;
+pub mod names;
 pub mod replace;
 pub mod session;
 pub mod slice;

@@ -92,6 +92,77 @@ pub async fn compact(
     Ok(report)
 }
 
+/// How long removed files are kept by default before a vacuum may delete them.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What vacuuming one table did (or, on a dry run, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct VacuumReport {
+    pub table: String,
+    pub dry_run: bool,
+    /// Files deleted (or that would be), relative to the table's directory.
+    pub files: Vec<String>,
+    pub retention_hours: u64,
+}
+
+/// Delete the files of `name` that no version newer than `retention` references (files the
+/// log removed, and files no commit ever added, such as a crashed writer's). A retention
+/// under [`DEFAULT_RETENTION`] is refused unless `force`: a shorter one can delete files that
+/// time travel still reads or that a writer is about to commit.
+pub async fn vacuum(
+    warehouse: &Warehouse,
+    namespace: Namespace,
+    name: &str,
+    retention: Duration,
+    dry_run: bool,
+    force: bool,
+) -> Result<VacuumReport> {
+    if retention < DEFAULT_RETENTION && !force {
+        return Err(Error::RetentionTooShort {
+            table: name.to_string(),
+            asked: humanize_hours(retention),
+            minimum: humanize_hours(DEFAULT_RETENTION),
+        });
+    }
+    if !dry_run {
+        warehouse.check_writable().await?;
+    }
+    let table = warehouse.open_table(namespace, name).await?;
+    let retention_hours = retention.as_secs() / 3600;
+    let (_, metrics) = table
+        .vacuum()
+        .with_retention_period(chrono::Duration::seconds(retention.as_secs() as i64))
+        .with_enforce_retention_duration(false)
+        .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
+        .with_dry_run(dry_run)
+        .await
+        .map_err(|e| Error::delta(name, e))?;
+    let mut files = metrics.files_deleted;
+    files.sort();
+    tracing::info!(
+        table = name,
+        dry_run,
+        files = files.len(),
+        retention_hours,
+        "vacuumed"
+    );
+    Ok(VacuumReport {
+        table: name.to_string(),
+        dry_run,
+        files,
+        retention_hours,
+    })
+}
+
+fn humanize_hours(d: Duration) -> String {
+    let hours = d.as_secs() / 3600;
+    if hours.is_multiple_of(24) && hours > 0 {
+        format!("{} days", hours / 24)
+    } else {
+        format!("{hours} hours")
+    }
+}
+
 /// Compact every table, mart and system table of the warehouse.
 pub async fn compact_all(warehouse: &Warehouse, target_size: u64) -> Result<Vec<CompactReport>> {
     let mut reports = Vec::new();

@@ -39,6 +39,9 @@ impl WarehouseSession {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
             .with_information_schema(true);
+        // Keep token positions so errors can point at the part of the statement at fault.
+        let mut config = config;
+        config.options_mut().sql_parser.collect_spans = true;
         let ctx = SessionContext::new_with_config(config);
         crate::functions::register(&ctx);
         let schema_of = |namespaces: &'static [Namespace]| {
@@ -89,6 +92,22 @@ impl WarehouseSession {
     async fn provider_of(&self, table: DeltaTable) -> Result<Arc<dyn TableProvider>> {
         self.schema.register_store(&table)?;
         Ok(table.table_provider().await?)
+    }
+
+    /// Every name a statement can read, as it would be written, with where it lives: tables
+    /// and marts by their own name, system tables as `tidemark.<name>`. As of the last
+    /// [`refresh`](Self::refresh) (each statement refreshes).
+    pub fn names(&self) -> Vec<(String, Namespace)> {
+        let public = self.schema.names.read().expect("table list lock").clone();
+        let system = self.system.names.read().expect("table list lock").clone();
+        public
+            .into_iter()
+            .chain(
+                system
+                    .into_iter()
+                    .map(|(name, ns)| (format!("{SYSTEM_SCHEMA}.{name}"), ns)),
+            )
+            .collect()
     }
 
     /// A table or mart as it was at `version`.
@@ -158,7 +177,8 @@ impl WarehouseSession {
         self.provider_of(table).await
     }
 
-    /// Register a pinned table in the `asof` catalog (for a time-travel statement).
+    /// Register a pinned table in the `asof` catalog (for a time-travel statement), replacing
+    /// one registered under that name by an earlier statement.
     pub fn register_pinned(
         &self,
         registered_as: &str,
@@ -169,6 +189,7 @@ impl WarehouseSession {
             .catalog(ASOF_CATALOG)
             .and_then(|c| c.schema("public"))
             .expect("the asof catalog is registered at start");
+        schema.deregister_table(registered_as)?;
         schema.register_table(registered_as.to_string(), provider)?;
         Ok(())
     }

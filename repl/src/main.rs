@@ -9,6 +9,8 @@ mod metrics;
 mod progress;
 mod project;
 mod schedule;
+mod shell;
+mod table;
 
 /// mimalloc: a sync allocates and frees many small buffers (JSON, Arrow, HTTP); glibc's
 /// allocator spent about a third of the collect benchmark's CPU time.

@@ -1,4 +1,6 @@
-//! Printing query results in the formats `--format` offers. A closed pipe (`| head`) is not an error.
+//! Writing query results in the formats `--format` and `\format` offer, to the terminal or
+//! to a file (`\o FILE`, format from the extension, Parquet included). A closed pipe
+//! (`| head`) is not an error.
 
 use std::io::Write;
 
@@ -11,24 +13,35 @@ macro_rules! outln {
     }};
 }
 
+use std::path::Path;
+
+use anyhow::Context;
 use arrow::array::RecordBatch;
-use arrow::util::pretty::pretty_format_batches;
 
 use crate::cli::OutputFormat;
+use crate::table::{self, Layout};
 
-/// Write `batches` to `out` in `format`.
+/// Write `batches` to `out` in `format`, every row and column.
 pub fn write_batches(
     out: &mut dyn Write,
     batches: &[RecordBatch],
     format: OutputFormat,
 ) -> anyhow::Result<()> {
+    write_laid_out(out, batches, format, Layout::ALL)
+}
+
+/// Write `batches` to `out` in `format`; a table follows `layout` (terminal width, row
+/// limit, expanded rows), the other formats always hold every row.
+pub fn write_laid_out(
+    out: &mut dyn Write,
+    batches: &[RecordBatch],
+    format: OutputFormat,
+    layout: Layout,
+) -> anyhow::Result<()> {
     let result = match format {
-        OutputFormat::Table => {
-            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            writeln!(out, "{}", pretty_format_batches(batches)?)
-                .and_then(|()| writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" }))
-                .map_err(anyhow::Error::from)
-        }
+        OutputFormat::Table => table::render(batches, layout)
+            .map_err(anyhow::Error::from)
+            .and_then(|text| writeln!(out, "{text}").map_err(anyhow::Error::from)),
         OutputFormat::Csv => {
             let mut writer = arrow::csv::WriterBuilder::new()
                 .with_header(true)
@@ -94,6 +107,64 @@ fn write_markdown(out: &mut dyn Write, batches: &[RecordBatch]) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// The format a file's extension asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Text(OutputFormat),
+    Parquet,
+}
+
+impl FileFormat {
+    /// `.csv`, `.json`, `.jsonl`/`.ndjson`, `.md`, `.parquet`; anything else is a table.
+    pub fn for_path(path: &Path) -> FileFormat {
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match extension.as_deref() {
+            Some("csv") => FileFormat::Text(OutputFormat::Csv),
+            Some("json") => FileFormat::Text(OutputFormat::Json),
+            Some("jsonl" | "ndjson") => FileFormat::Text(OutputFormat::Jsonl),
+            Some("md" | "markdown") => FileFormat::Text(OutputFormat::Markdown),
+            Some("parquet") => FileFormat::Parquet,
+            _ => FileFormat::Text(OutputFormat::Table),
+        }
+    }
+}
+
+/// Write a result to `path` in the format of its extension: text formats append (so a
+/// session's results collect in one file), Parquet replaces the file with this result.
+pub fn write_file(path: &Path, batches: &[RecordBatch]) -> anyhow::Result<()> {
+    let open_error = || format!("cannot write results to {}", path.display());
+    match FileFormat::for_path(path) {
+        FileFormat::Text(format) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(open_error)?;
+            let mut out = std::io::BufWriter::new(file);
+            write_batches(&mut out, batches, format)?;
+            out.flush().with_context(open_error)
+        }
+        FileFormat::Parquet => {
+            let Some(first) = batches.first() else {
+                anyhow::bail!(
+                    "the statement returned no columns; nothing to write to {}",
+                    path.display()
+                );
+            };
+            let file = std::fs::File::create(path).with_context(open_error)?;
+            let mut writer = parquet::arrow::ArrowWriter::try_new(file, first.schema(), None)?;
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.close().with_context(open_error)?;
+            Ok(())
+        }
+    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -1,33 +1,106 @@
 //! # tidemark-sql
 //!
 //! The SQL surface of tidemark: running statements against a warehouse session. This is the
-//! one place statements are executed, so the shell, scripts and (later) Flight SQL behave alike;
-//! statement extensions parsed with sqlparser (`SHOW PARTITIONS`, time travel, `REFRESH MART`,
-//! …) will be dispatched here before falling through to DataFusion.
+//! one place statements are executed, so the shell, scripts and Flight SQL behave alike. A
+//! statement is tried, in order, as a tidemark statement ([`extensions`]: `SHOW TABLES`,
+//! `DESCRIBE HISTORY`, `SHOW PARTITIONS`, `REFRESH MART`, `OPTIMIZE`, `VACUUM`), as a query with
+//! [`time_travel`] (`VERSION AS OF` / `TIMESTAMP AS OF`), and otherwise as DataFusion SQL.
+//!
+//! Errors know where in the statement they are ([`Error::span`]) and unknown tables come with
+//! the closest names ([`Error::UnknownTable`]); [`Error::render`] shows both.
 
 use arrow::array::RecordBatch;
 use engine::WarehouseSession;
+
+pub mod describe;
+pub mod diagnostics;
+pub mod extensions;
+pub mod maintenance;
+pub mod refresh_mart;
+pub mod script;
+pub mod time_travel;
+
+pub(crate) use engine::session::ASOF_CATALOG;
+
+use diagnostics::Span;
+use extensions::Extension;
 
 /// Errors from running a statement.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The statement failed to plan or run.
     #[error(transparent)]
-    Engine(#[from] engine::Error),
-    /// The query engine failed while executing.
+    Engine(Box<engine::Error>),
+    /// The query engine failed while planning or executing.
     #[error(transparent)]
     Execution(#[from] datafusion::error::DataFusionError),
     /// A tidemark statement could not be carried out.
     #[error("{0}")]
     Statement(String),
+    /// The statement is not valid SQL or not a valid tidemark statement.
+    #[error("{message}")]
+    Syntax { message: String, at: Option<Span> },
+    /// The statement reads a table or mart the warehouse does not have.
+    #[error("{}", unknown_table_message(name, suggestions))]
+    UnknownTable {
+        name: String,
+        suggestions: Vec<String>,
+        at: Option<Span>,
+    },
 }
 
-pub mod describe;
-pub mod refresh_mart;
-pub mod script;
-pub mod time_travel;
+impl From<engine::Error> for Error {
+    fn from(e: engine::Error) -> Self {
+        Error::Engine(Box::new(e))
+    }
+}
 
-pub(crate) use engine::session::ASOF_CATALOG;
+fn unknown_table_message(name: &str, suggestions: &[String]) -> String {
+    match suggestions {
+        [] => format!("no table or mart named '{name}' (SHOW TABLES lists them)"),
+        close => format!(
+            "no table or mart named '{name}'; did you mean {}?",
+            engine::names::join_quoted(close)
+        ),
+    }
+}
+
+impl Error {
+    /// Where in the statement the error is, when known.
+    pub fn span(&self) -> Option<Span> {
+        match self {
+            Error::Syntax { at, .. } | Error::UnknownTable { at, .. } => *at,
+            Error::Execution(e) => datafusion_span(e),
+            Error::Engine(e) => match e.as_ref() {
+                engine::Error::DataFusion(e) => datafusion_span(e),
+                _ => None,
+            },
+            Error::Statement(_) => None,
+        }
+    }
+
+    /// The message, followed by the statement's line with carets under the part at fault.
+    pub fn render(&self, statement: &str) -> String {
+        match self.span() {
+            Some(span) => {
+                let snippet = diagnostics::snippet(statement, span);
+                if snippet.is_empty() {
+                    self.to_string()
+                } else {
+                    format!("{self}\n{snippet}")
+                }
+            }
+            None => self.to_string(),
+        }
+    }
+}
+
+fn datafusion_span(e: &datafusion::error::DataFusionError) -> Option<Span> {
+    if let Some(span) = e.diagnostic().and_then(|d| d.span) {
+        return Span::from_datafusion(&span);
+    }
+    Span::from_message(&e.to_string())
+}
 
 /// Run one statement and collect its result.
 pub async fn run_statement(
@@ -35,14 +108,42 @@ pub async fn run_statement(
     statement: &str,
 ) -> Result<Vec<RecordBatch>, Error> {
     tracing::debug!(statement, "running statement");
-    if let Some(describe) = describe::parse(statement) {
-        let describe = describe.map_err(Error::Statement)?;
-        return describe::run(session, &describe).await;
-    }
-    if let Some(refresh) = refresh_mart::parse(statement) {
-        let (name, full) = refresh.map_err(Error::Statement)?;
-        return refresh_mart::run(session, &name, full).await;
-    }
+    let result = match extensions::parse(statement)? {
+        Some(extension) => run_extension(session, &extension).await,
+        None => run_query(session, statement).await,
+    };
+    result.map_err(|e| explain(session, e))
+}
+
+async fn run_extension(
+    session: &WarehouseSession,
+    extension: &Extension,
+) -> Result<Vec<RecordBatch>, Error> {
+    let name = extension.table().map_or("", |t| t.name.as_str());
+    let result = match extension {
+        Extension::ShowTables => describe::tables(session).await,
+        Extension::DescribeHistory { limit, .. } => describe::history(session, name, *limit).await,
+        Extension::ShowPartitions { .. } => describe::partitions(session, name).await,
+        Extension::RefreshMart { full, .. } => refresh_mart::run(session, name, *full).await,
+        Extension::Optimize { .. } => maintenance::optimize(session, name).await,
+        Extension::Vacuum {
+            retention, dry_run, ..
+        } => maintenance::vacuum(session, name, *retention, *dry_run).await,
+    };
+    result.map_err(|e| match e {
+        Error::Engine(e) => match *e {
+            engine::Error::TableNotFound { name, .. } => Error::UnknownTable {
+                name,
+                suggestions: Vec::new(),
+                at: extension.table().and_then(|t| t.span),
+            },
+            other => Error::from(other),
+        },
+        other => other,
+    })
+}
+
+async fn run_query(session: &WarehouseSession, statement: &str) -> Result<Vec<RecordBatch>, Error> {
     if let Some((rewritten, pinned)) = time_travel::rewrite(statement).map_err(Error::Statement)? {
         time_travel::register(session, &pinned).await?;
         let frame = session.sql(&rewritten).await?;
@@ -50,4 +151,49 @@ pub async fn run_statement(
     }
     let frame = session.sql(statement).await?;
     Ok(frame.collect().await?)
+}
+
+/// Turn DataFusion's "table not found" into [`Error::UnknownTable`] with the closest names.
+fn explain(session: &WarehouseSession, error: Error) -> Error {
+    let missing = match &error {
+        Error::UnknownTable { name, .. } => Some(name.clone()),
+        Error::Execution(e) => missing_table(e),
+        Error::Engine(e) => match e.as_ref() {
+            engine::Error::DataFusion(e) => missing_table(e),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(name) = missing else {
+        return error;
+    };
+    let known = session.names();
+    let suggestions = engine::names::closest(known.iter().map(|(n, _)| n.as_str()), &name)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let at = error.span();
+    Error::UnknownTable {
+        name,
+        suggestions,
+        at,
+    }
+}
+
+/// The table DataFusion could not find, from its diagnostic or its message ("table
+/// 'tidemark.public.x' not found"), without the default catalog and schema.
+fn missing_table(e: &datafusion::error::DataFusionError) -> Option<String> {
+    let message = match e.diagnostic() {
+        Some(diagnostic) => diagnostic.message.clone(),
+        None => e.to_string(),
+    };
+    let start = message.find("table '")? + "table '".len();
+    let quoted = message[start..].split_once("' not found")?.0;
+    Some(
+        quoted
+            .strip_prefix("tidemark.public.")
+            .or_else(|| quoted.strip_prefix("tidemark."))
+            .unwrap_or(quoted)
+            .to_string(),
+    )
 }

@@ -12,26 +12,6 @@ use engine::WarehouseSession;
 
 use crate::Error;
 
-/// The parts of a `REFRESH MART` statement, or `None` when the statement is something else.
-pub fn parse(statement: &str) -> Option<Result<(String, bool), String>> {
-    let words: Vec<&str> = statement
-        .trim()
-        .trim_end_matches(';')
-        .split_whitespace()
-        .collect();
-    if words.len() < 2
-        || !words[0].eq_ignore_ascii_case("refresh")
-        || !words[1].eq_ignore_ascii_case("mart")
-    {
-        return None;
-    }
-    Some(match &words[2..] {
-        [name] => Ok((name.to_ascii_lowercase(), false)),
-        [name, full] if full.eq_ignore_ascii_case("full") => Ok((name.to_ascii_lowercase(), true)),
-        _ => Err("expected REFRESH MART <name> [FULL]".to_string()),
-    })
-}
-
 /// Run the refresh; one row per mart refreshed.
 pub async fn run(
     session: &WarehouseSession,
@@ -83,23 +63,4 @@ pub async fn run(
     )
     .map_err(datafusion::error::DataFusionError::from)?;
     Ok(vec![batch])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statements_are_recognised() {
-        assert_eq!(
-            parse("refresh mart Daily;"),
-            Some(Ok(("daily".into(), false)))
-        );
-        assert_eq!(
-            parse("REFRESH MART daily FULL"),
-            Some(Ok(("daily".into(), true)))
-        );
-        assert!(matches!(parse("REFRESH MART"), Some(Err(_))));
-        assert_eq!(parse("SELECT 1"), None);
-    }
 }

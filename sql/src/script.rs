@@ -2,7 +2,24 @@
 //! semicolons inside quotes, quoted identifiers and comments alone.
 
 /// The statements of `script`, trimmed, without their terminating `;`; empty ones dropped.
+/// The last statement need not end with `;`.
 pub fn split_statements(script: &str) -> Vec<String> {
+    let (mut statements, rest) = split_terminated(script);
+    push_statement(&mut statements, &rest);
+    statements
+}
+
+/// Whether `text` is ready to run as typed in the shell: every statement in it ends with
+/// `;` (outside quotes and comments), or it holds nothing but whitespace and comments.
+pub fn is_complete(text: &str) -> bool {
+    let (_, rest) = split_terminated(text);
+    let mut unterminated = Vec::new();
+    push_statement(&mut unterminated, &rest);
+    unterminated.is_empty()
+}
+
+/// The statements ended by `;`, and the text after the last one.
+fn split_terminated(script: &str) -> (Vec<String>, String) {
     let mut statements = Vec::new();
     let mut current = String::new();
     let mut chars = script.chars().peekable();
@@ -51,8 +68,7 @@ pub fn split_statements(script: &str) -> Vec<String> {
             _ => current.push(c),
         }
     }
-    push_statement(&mut statements, &current);
-    statements
+    (statements, current)
 }
 
 /// Keep `text` unless it holds nothing but whitespace and comments.
@@ -85,5 +101,16 @@ mod tests {
             vec!["SELECT 'it''s; fine'"]
         );
         assert!(split_statements("  ;; \n").is_empty());
+    }
+
+    #[test]
+    fn a_statement_is_complete_at_its_semicolon() {
+        assert!(is_complete("SELECT 1;"));
+        assert!(is_complete("SELECT 1; -- done\n"));
+        assert!(is_complete("  "));
+        assert!(!is_complete("SELECT 1"));
+        assert!(!is_complete("SELECT 1;\nSELECT"));
+        assert!(!is_complete("SELECT 'a;"));
+        assert!(!is_complete("SELECT 1 /* ; */"));
     }
 }

@@ -11,6 +11,7 @@
 //! port and stops within a second of the process exiting; each test gets its own bucket.
 
 pub mod backend;
+pub mod fixture;
 pub mod rows;
 
 pub use backend::{Backend, BackendKind};

@@ -25,6 +25,7 @@ use super::definition::MartDefinition;
 use super::graph::MartGraph;
 use crate::error::{Error, Result};
 use crate::lease::Lease;
+use crate::names;
 use crate::warehouse::{Namespace, Warehouse};
 
 /// What tidemark remembers about a mart between refreshes.
@@ -155,46 +156,19 @@ async fn locate(warehouse: &Warehouse, mart: &str, name: &str) -> Result<Input> 
     for namespace in Namespace::ALL {
         known.extend(warehouse.list(namespace).await?);
     }
-    let close: Vec<&String> = known.iter().filter(|k| strsim_close(k, name)).collect();
+    let close = names::closest(known.iter().map(String::as_str), name);
     let hint = if !close.is_empty() {
-        format!("; did you mean {}?", join_quoted(close))
+        format!("; did you mean {}?", names::join_quoted(&close))
     } else if known.is_empty() {
         "; the warehouse has no tables yet (run a sync first)".into()
     } else {
-        format!("; it has {}", join_quoted(known.iter().collect()))
+        format!("; it has {}", names::join_quoted(&known))
     };
     Err(Error::MartInput {
         mart: mart.into(),
         input: name.into(),
         hint,
     })
-}
-
-fn join_quoted(names: Vec<&String>) -> String {
-    names
-        .iter()
-        .map(|n| format!("'{n}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Names within edit distance 2, or one containing the other.
-fn strsim_close(a: &str, b: &str) -> bool {
-    if a.contains(b) || b.contains(a) {
-        return true;
-    }
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()] <= 2
 }
 
 /// Output days reached by changed input days.
@@ -500,7 +474,10 @@ pub async fn refresh(
                 let known: Vec<&String> = marts.iter().map(|m| &m.name).collect();
                 return Err(Error::MartDefinition {
                     mart: name.clone(),
-                    problem: format!("no such mart; the project defines {}", join_quoted(known)),
+                    problem: format!(
+                        "no such mart; the project defines {}",
+                        names::join_quoted(&known)
+                    ),
                 });
             }
         }
@@ -552,12 +529,5 @@ mod tests {
             reached,
             BTreeSet::from([d(1), d(2), d(3), d(10), d(11), d(12)])
         );
-    }
-
-    #[test]
-    fn close_names_are_suggested() {
-        assert!(strsim_close("ad_performance", "ad_perfomance"));
-        assert!(strsim_close("meta_insights", "insights"));
-        assert!(!strsim_close("fx_rates", "ad_performance"));
     }
 }

@@ -1,67 +1,119 @@
-//! `tidemark sql`: run statements against a warehouse and print their results.
-
-use std::process::ExitCode;
+//! `tidemark sql`: the interactive shell, or statements from `-c`, `-f` or stdin.
 
 use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
 use engine::WarehouseSession;
 
-use crate::cli::{OutputFormat, WarehouseArgs};
+use crate::cli::OutputFormat;
 use crate::output::write_batches;
+use crate::project::ProjectArgs;
+use crate::shell;
 
 #[derive(Debug, Args)]
 pub struct SqlArgs {
     #[command(flatten)]
-    pub warehouse: WarehouseArgs,
+    pub project: ProjectArgs,
 
     /// A SQL statement to run; repeat to run several in order. Stops at the first error.
     #[arg(short = 'c', long = "command")]
     pub commands: Vec<String>,
 
     /// A file of SQL statements separated by `;` (repeatable; run after the -c statements).
-    /// Without -c or -f, statements are read from stdin when it is not a terminal.
+    /// Without -c or -f, statements are read from stdin when it is not a terminal, and the
+    /// interactive shell starts when it is.
     #[arg(short = 'f', long = "file")]
     pub files: Vec<std::path::PathBuf>,
 
     /// How to print results.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, env = "TIDEMARK_FORMAT")]
     pub format: OutputFormat,
+
+    /// Rows a table shows at most (0: all). Default: 40 in the shell, all otherwise.
+    #[arg(long, value_name = "N")]
+    pub max_rows: Option<usize>,
+
+    /// The shell's history file. Default: $TIDEMARK_HISTORY, else tidemark/history in the
+    /// user's data directory (~/.local/share on Linux).
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<std::path::PathBuf>,
 }
 
-/// The statements to run: `-c` ones, then each `-f` file's, else stdin's when piped.
-fn statements(args: &SqlArgs) -> anyhow::Result<Vec<String>> {
+/// Rows the shell shows when not told otherwise.
+const SHELL_MAX_ROWS: usize = 40;
+
+/// Where the statements come from.
+enum Input {
+    Statements(Vec<String>),
+    Shell,
+}
+
+/// The `-c` statements, then each `-f` file's, else stdin's when piped, else the shell.
+fn input(args: &SqlArgs) -> anyhow::Result<Input> {
     let mut all = args.commands.clone();
     for file in &args.files {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read SQL file {}", file.display()))?;
         all.extend(sql::script::split_statements(&text));
     }
-    if all.is_empty() {
-        anyhow::ensure!(
-            !std::io::stdin().is_terminal(),
-            "no SQL given: pass -c \"SELECT …\", -f FILE, or pipe statements on stdin"
-        );
+    if all.is_empty() && args.files.is_empty() {
+        if std::io::stdin().is_terminal() {
+            return Ok(Input::Shell);
+        }
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .context("cannot read SQL from stdin")?;
         all.extend(sql::script::split_statements(&text));
     }
-    Ok(all)
+    Ok(Input::Statements(all))
+}
+
+/// Open the warehouse named by `--warehouse`, else by the project's tidemark.toml.
+async fn open(project: &ProjectArgs) -> anyhow::Result<engine::Warehouse> {
+    if project.warehouse.is_some() {
+        return project.open(&Default::default()).await;
+    }
+    let config = project.config()?;
+    project.open(&config).await
 }
 
 pub async fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
-    let statements = statements(&args)?;
-    let warehouse = args.warehouse.open().await?;
+    let input = input(&args)?;
+    let warehouse = open(&args.project).await?;
     let session = WarehouseSession::new(warehouse).await?;
+    let statements = match input {
+        Input::Shell => {
+            let settings = shell::Settings {
+                format: args.format,
+                max_rows: args.max_rows.unwrap_or(SHELL_MAX_ROWS),
+                history: args.history.clone().or_else(shell::default_history),
+            };
+            return shell::run(session, settings).await;
+        }
+        Input::Statements(statements) => statements,
+    };
     let stdout = std::io::stdout();
     for (i, statement) in statements.iter().enumerate() {
-        let batches = sql::run_statement(&session, statement)
-            .await
-            .with_context(|| format!("statement {} failed", i + 1))?;
-        write_batches(&mut stdout.lock(), &batches, args.format)?;
+        let batches = match sql::run_statement(&session, statement).await {
+            Ok(batches) => batches,
+            Err(e) => anyhow::bail!("statement {} failed: {}", i + 1, e.render(statement)),
+        };
+        match args.max_rows.filter(|n| *n > 0) {
+            Some(limit) => crate::output::write_laid_out(
+                &mut stdout.lock(),
+                &batches,
+                args.format,
+                crate::table::Layout {
+                    width: None,
+                    max_rows: Some(limit),
+                    expanded: false,
+                },
+            )?,
+            None => write_batches(&mut stdout.lock(), &batches, args.format)?,
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -130,9 +130,21 @@ async fn run_file(path: &Path, complete: bool) -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let complete = args.iter().any(|a| a == "--complete");
-    let filter: Vec<String> = args.into_iter().filter(|a| !a.starts_with('-')).collect();
+    // Flags cargo test passes to every test binary (`--test-threads 2`, `--nocapture`) are
+    // accepted and ignored; other words filter the files by name.
+    let mut args = std::env::args().skip(1);
+    let mut complete = false;
+    let mut filter: Vec<String> = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--complete" => complete = true,
+            "--test-threads" | "--skip" | "--format" | "--color" => {
+                args.next();
+            }
+            flag if flag.starts_with('-') => {}
+            word => filter.push(word.to_string()),
+        }
+    }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("tests/slt")
@@ -144,6 +156,10 @@ async fn main() -> std::process::ExitCode {
         })
         .collect();
     files.sort();
+    if files.is_empty() {
+        eprintln!("no .slt file in {} matches {filter:?}", dir.display());
+        return std::process::ExitCode::FAILURE;
+    }
     let mut failed = 0;
     for file in &files {
         let name = file.file_name().unwrap().to_string_lossy();
@@ -156,7 +172,7 @@ async fn main() -> std::process::ExitCode {
         }
     }
     println!(
-        "\ntest result: {}. {} passed; {failed} failed",
+        "\ntest result: {}. {} passed; {failed} failed; 0 ignored",
         if failed == 0 { "ok" } else { "FAILED" },
         files.len() - failed
     );

@@ -31,6 +31,12 @@ pub struct SqlArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, env = "TIDEMARK_FORMAT")]
     pub format: OutputFormat,
 
+    /// Write results to FILE instead of stdout, in the format of its extension (.csv, .json,
+    /// .jsonl, .md, .parquet; anything else: table). Text formats append each statement's
+    /// result; a .parquet file holds the last one.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+
     /// Rows a table shows at most (0: all). Default: 40 in the shell, all otherwise.
     #[arg(long, value_name = "N")]
     pub max_rows: Option<usize>,
@@ -76,6 +82,13 @@ async fn open(project: &ProjectArgs) -> anyhow::Result<engine::Warehouse> {
     if project.warehouse.is_some() {
         return project.open(&Default::default()).await;
     }
+    if !project.project.join("tidemark.toml").exists() {
+        anyhow::bail!(
+            "which warehouse? Pass --warehouse (-w) URL, or run in a project directory (or point \
+             --project at one) whose tidemark.toml names it; {} has no tidemark.toml",
+            project.project.display()
+        );
+    }
     let config = project.config()?;
     project.open(&config).await
 }
@@ -101,6 +114,10 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
             Ok(batches) => batches,
             Err(e) => anyhow::bail!("statement {} failed: {}", i + 1, e.render(statement)),
         };
+        if let Some(path) = &args.output {
+            crate::output::write_file(path, &batches)?;
+            continue;
+        }
         match args.max_rows.filter(|n| *n > 0) {
             Some(limit) => crate::output::write_laid_out(
                 &mut stdout.lock(),

@@ -228,7 +228,10 @@ impl Shell {
     }
 
     fn layout(&self) -> Layout {
-        let width = terminal_size::terminal_size().map(|(w, _)| w.0 as usize);
+        // A terminal that reports no size (some pseudo-terminals) gets every column.
+        let width = terminal_size::terminal_size()
+            .map(|(w, _)| w.0 as usize)
+            .filter(|w| *w >= 20);
         Layout {
             width,
             max_rows: (self.max_rows > 0).then_some(self.max_rows),
@@ -315,21 +318,20 @@ impl Shell {
         Flow::Continue
     }
 
-    /// When the tables and marts changed, reload the names completion offers (in the
-    /// background: reading every table's columns opens its log).
+    /// When the tables and marts changed, reload the names completion offers (the columns in
+    /// the background: reading every table's columns opens its log).
     fn refresh_vocabulary(&mut self) {
         let tables: Vec<String> = self.session.names().into_iter().map(|(n, _)| n).collect();
         if tables == self.known_tables && !tables.is_empty() {
             return;
         }
         self.known_tables = tables.clone();
+        self.vocabulary.write().expect("vocabulary lock").tables = tables.into_iter().collect();
         let session = self.session.clone();
         let vocabulary = self.vocabulary.clone();
         tokio::spawn(async move {
             let columns = columns_of(&session).await;
-            let mut vocabulary = vocabulary.write().expect("vocabulary lock");
-            vocabulary.tables = tables.into_iter().collect();
-            vocabulary.columns = columns;
+            vocabulary.write().expect("vocabulary lock").columns = columns;
         });
     }
 }

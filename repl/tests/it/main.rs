@@ -7,6 +7,7 @@ mod interop;
 mod marts;
 mod resume;
 mod scheduler;
+mod shell;
 mod sql_cli;
 mod support;
 mod sync;

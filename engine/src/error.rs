@@ -105,6 +105,10 @@ pub enum Error {
     },
 
     /// A mart's SQL file cannot be used.
+    /// The session is not allowed to read a table (a Flight SQL user without a grant on it).
+    #[error("you may not read '{name}': it is not among your grants (an admin can add it to your [users.<name>] grants in tidemark.toml)")]
+    NotReadable { name: String },
+
     /// A vacuum asked for a retention shorter than the safe minimum.
     #[error("table '{table}': a vacuum retention of {asked} is shorter than the minimum {minimum}; files that recent may still be read by time travel or by a writer's commit in flight. Keep the default, or force it where the command offers --force")]
     RetentionTooShort {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::DeltaTable;
 
@@ -23,8 +23,24 @@ pub const CATALOG: &str = "tidemark";
 pub const SCHEMA: &str = "public";
 /// The schema of system tables (`tidemark.slices` resolves here).
 pub const SYSTEM_SCHEMA: &str = "tidemark";
+/// How system tables are written in statements: `tidemark.slices`.
+const SYSTEM_PREFIX: &str = "tidemark.";
 /// The catalog holding tables pinned at a past version for time-travel queries.
 pub const ASOF_CATALOG: &str = "asof";
+
+/// Decides whether a session may read a name (a table or mart by its name, a system table as
+/// `tidemark.<name>`).
+pub type ReadFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// What a session may read and use. The default reads everything, with no memory limit.
+#[derive(Clone, Default)]
+pub struct SessionOptions {
+    /// Names outside it are not listed, not resolved and not opened at a past version.
+    pub readable: Option<ReadFilter>,
+    /// Bytes the session's queries may hold at once (sorts, joins, aggregates); past it a
+    /// query fails with "Resources exhausted" instead of taking the process's memory.
+    pub memory_limit: Option<usize>,
+}
 
 /// A query session over one warehouse.
 pub struct WarehouseSession {
@@ -36,24 +52,39 @@ pub struct WarehouseSession {
 impl WarehouseSession {
     /// A session whose default catalog and schema hold the warehouse's tables and marts.
     pub async fn new(warehouse: Warehouse) -> Result<Self> {
+        Self::with_options(warehouse, SessionOptions::default()).await
+    }
+
+    /// A session limited to what `options` allow.
+    pub async fn with_options(warehouse: Warehouse, options: SessionOptions) -> Result<Self> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
             .with_information_schema(true);
         // Keep token positions so errors can point at the part of the statement at fault.
         let mut config = config;
         config.options_mut().sql_parser.collect_spans = true;
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = match options.memory_limit {
+            Some(bytes) => {
+                let runtime = RuntimeEnvBuilder::new()
+                    .with_memory_limit(bytes, 1.0)
+                    .build_arc()?;
+                SessionContext::new_with_config_rt(config, runtime)
+            }
+            None => SessionContext::new_with_config(config),
+        };
         crate::functions::register(&ctx);
-        let schema_of = |namespaces: &'static [Namespace]| {
+        let schema_of = |namespaces: &'static [Namespace], prefix: &'static str| {
             Arc::new(WarehouseSchema {
                 warehouse: warehouse.clone(),
                 runtime: ctx.runtime_env(),
                 namespaces,
+                prefix,
+                readable: options.readable.clone(),
                 names: RwLock::new(BTreeMap::new()),
             })
         };
-        let schema = schema_of(&Namespace::ALL);
-        let system = schema_of(&[Namespace::System]);
+        let schema = schema_of(&Namespace::ALL, "");
+        let system = schema_of(&[Namespace::System], SYSTEM_PREFIX);
         let catalog = MemoryCatalogProvider::new();
         catalog.register_schema(SCHEMA, schema.clone() as Arc<dyn SchemaProvider>)?;
         catalog.register_schema(SYSTEM_SCHEMA, system.clone() as Arc<dyn SchemaProvider>)?;
@@ -105,9 +136,25 @@ impl WarehouseSession {
             .chain(
                 system
                     .into_iter()
-                    .map(|(name, ns)| (format!("{SYSTEM_SCHEMA}.{name}"), ns)),
+                    .map(|(name, ns)| (format!("{SYSTEM_PREFIX}{name}"), ns)),
             )
             .collect()
+    }
+
+    /// Whether this session may read `name` (as written in a statement).
+    pub fn may_read(&self, name: &str) -> bool {
+        self.schema.readable.as_ref().is_none_or(|f| f(name))
+    }
+
+    /// [`may_read`](Self::may_read) as an error naming the table.
+    pub fn check_readable(&self, name: &str) -> Result<()> {
+        if self.may_read(name) {
+            Ok(())
+        } else {
+            Err(crate::Error::NotReadable {
+                name: name.to_string(),
+            })
+        }
     }
 
     /// A table or mart as it was at `version`.
@@ -116,6 +163,7 @@ impl WarehouseSession {
         name: &str,
         version: u64,
     ) -> Result<Arc<dyn TableProvider>> {
+        self.check_readable(name)?;
         let namespace = self.schema.warehouse.locate(name).await?;
         let latest = self.schema.warehouse.open_table(namespace, name).await?;
         let newest = latest.version().unwrap_or(0);
@@ -150,6 +198,7 @@ impl WarehouseSession {
         name: &str,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Arc<dyn TableProvider>> {
+        self.check_readable(name)?;
         let namespace = self.schema.warehouse.locate(name).await?;
         let mut table = self.schema.warehouse.open_table(namespace, name).await?;
         let newest = table.version().unwrap_or(0);
@@ -199,6 +248,17 @@ impl WarehouseSession {
         self.refresh().await?;
         Ok(self.ctx.sql(sql).await?)
     }
+
+    /// Plan a statement that may only read: DDL (`CREATE EXTERNAL TABLE` would read the
+    /// server's files), DML (`COPY … TO` would write them) and `SET` are refused.
+    pub async fn read_only_sql(&self, sql: &str) -> Result<DataFrame> {
+        self.refresh().await?;
+        let options = datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        Ok(self.ctx.sql_with_options(sql, options).await?)
+    }
 }
 
 /// A schema provider over some namespaces: tables by name, opened at their latest version on lookup.
@@ -206,6 +266,9 @@ struct WarehouseSchema {
     warehouse: Warehouse,
     runtime: Arc<RuntimeEnv>,
     namespaces: &'static [Namespace],
+    /// How this schema's names are written in statements ("" or "tidemark.").
+    prefix: &'static str,
+    readable: Option<ReadFilter>,
     names: RwLock<BTreeMap<String, Namespace>>,
 }
 
@@ -231,6 +294,9 @@ impl WarehouseSchema {
             for name in self.warehouse.list(namespace).await? {
                 names.entry(name).or_insert(namespace);
             }
+        }
+        if let Some(readable) = &self.readable {
+            names.retain(|name, _| readable(&format!("{}{name}", self.prefix)));
         }
         *self.names.write().expect("table list lock") = names;
         Ok(())

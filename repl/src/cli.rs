@@ -35,8 +35,13 @@ pub enum Command {
     Demo(DemoArgs),
     /// Scaffold a project: tidemark.toml, sample marts and a currency-rates seed.
     Init(crate::commands::init::InitArgs),
-    /// Run SQL against a warehouse and print the results.
+    /// The SQL shell, or run statements from -c, -f or stdin and print their results.
     Sql(SqlArgs),
+    /// Serve the warehouse over Arrow Flight SQL (ADBC, JDBC: DBeaver, Tableau) with users,
+    /// grants, TLS and limits from tidemark.toml.
+    Serve(crate::commands::serve::ServeArgs),
+    /// Manage the Flight SQL users in tidemark.toml.
+    User(crate::commands::user::UserArgs),
     /// Replace the slices found in data files (CSV, JSON lines or Parquet) in one commit.
     Load(LoadArgs),
     /// Pull ad platforms' reports for their restatement windows and replace the slices.

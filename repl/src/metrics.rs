@@ -207,6 +207,12 @@ impl Metrics {
         self.queue.set(status.queue_depth as i64);
     }
 
+    /// Also report what `collector` gathers at each scrape.
+    pub fn with_collector(mut self, collector: Box<dyn prometheus_client::collector::Collector>) -> Self {
+        self.registry.register_collector(collector);
+        self
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -244,4 +250,39 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<So
         }
     });
     Ok(bound)
+}
+
+/// The Flight SQL endpoint's counters, read at each scrape.
+#[derive(Debug)]
+pub struct FlightCollector(pub Arc<sql::flight::FlightMetrics>);
+
+impl prometheus_client::collector::Collector for FlightCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &self.0;
+        for (name, help, value) in [
+            ("flight_queries", "Queries started over Flight SQL", &m.queries),
+            ("flight_failed_queries", "Flight SQL queries that ended in an error", &m.failed_queries),
+            ("flight_rows_sent", "Rows sent to Flight SQL clients", &m.rows_sent),
+            ("flight_failed_logins", "Logins refused for a wrong user or password", &m.failed_logins),
+        ] {
+            let counter = ConstCounter::new(value.load(Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        let gauge = ConstGauge::new(m.running_queries.load(Relaxed) as i64);
+        let metric = encoder.encode_descriptor(
+            "flight_running_queries",
+            "Flight SQL queries streaming results now",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)
+    }
 }

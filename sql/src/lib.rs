@@ -10,11 +10,13 @@
 //! the closest names ([`Error::UnknownTable`]); [`Error::render`] shows both.
 
 use arrow::array::RecordBatch;
+use datafusion::prelude::DataFrame;
 use engine::WarehouseSession;
 
 pub mod describe;
 pub mod diagnostics;
 pub mod extensions;
+pub mod flight;
 pub mod maintenance;
 pub mod refresh_mart;
 pub mod script;
@@ -40,6 +42,9 @@ pub enum Error {
     /// The statement is not valid SQL or not a valid tidemark statement.
     #[error("{message}")]
     Syntax { message: String, at: Option<Span> },
+    /// The caller's role does not allow the statement.
+    #[error("{0}")]
+    Forbidden(String),
     /// The statement reads a table or mart the warehouse does not have.
     #[error("{}", unknown_table_message(name, suggestions))]
     UnknownTable {
@@ -75,7 +80,7 @@ impl Error {
                 engine::Error::DataFusion(e) => datafusion_span(e),
                 _ => None,
             },
-            Error::Statement(_) => None,
+            Error::Statement(_) | Error::Forbidden(_) => None,
         }
     }
 
@@ -102,15 +107,66 @@ fn datafusion_span(e: &datafusion::error::DataFusionError) -> Option<Span> {
     Span::from_message(&e.to_string())
 }
 
-/// Run one statement and collect its result.
+/// What a caller may do. The command line owns its warehouse (admin); Flight SQL users are
+/// readers unless their config says admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Queries and the read-only statements (`SHOW`, `DESCRIBE`, history, time travel).
+    Reader,
+    /// Also `REFRESH MART`, `OPTIMIZE`, `VACUUM`, DDL and DML.
+    Admin,
+}
+
+/// A planned statement: a query to stream, or the rows of a tidemark statement (small, and
+/// produced when it ran).
+pub enum Planned {
+    Query(DataFrame),
+    Rows(Vec<RecordBatch>),
+}
+
+impl Planned {
+    /// The result's schema.
+    pub fn schema(&self) -> arrow::datatypes::SchemaRef {
+        match self {
+            Planned::Query(frame) => std::sync::Arc::new(frame.schema().as_arrow().clone()),
+            Planned::Rows(batches) => batches.first().map_or_else(
+                || std::sync::Arc::new(arrow::datatypes::Schema::empty()),
+                RecordBatch::schema,
+            ),
+        }
+    }
+
+    /// Run to the end and collect every batch.
+    pub async fn collect(self) -> Result<Vec<RecordBatch>, Error> {
+        match self {
+            Planned::Query(frame) => Ok(frame.collect().await?),
+            Planned::Rows(batches) => Ok(batches),
+        }
+    }
+}
+
+/// Run one statement as the warehouse's owner and collect its result.
 pub async fn run_statement(
     session: &WarehouseSession,
     statement: &str,
 ) -> Result<Vec<RecordBatch>, Error> {
-    tracing::debug!(statement, "running statement");
+    let planned = plan_statement(session, statement, Role::Admin).await?;
+    planned.collect().await.map_err(|e| explain(session, e))
+}
+
+/// Plan one statement as `role`: a query comes back unexecuted (to stream), a tidemark
+/// statement has run.
+pub async fn plan_statement(
+    session: &WarehouseSession,
+    statement: &str,
+    role: Role,
+) -> Result<Planned, Error> {
+    tracing::debug!(statement, ?role, "planning statement");
     let result = match extensions::parse(statement)? {
-        Some(extension) => run_extension(session, &extension).await,
-        None => run_query(session, statement).await,
+        Some(extension) => run_extension(session, &extension, role)
+            .await
+            .map(Planned::Rows),
+        None => plan_query(session, statement, role).await.map(Planned::Query),
     };
     result.map_err(|e| explain(session, e))
 }
@@ -118,8 +174,22 @@ pub async fn run_statement(
 async fn run_extension(
     session: &WarehouseSession,
     extension: &Extension,
+    role: Role,
 ) -> Result<Vec<RecordBatch>, Error> {
+    if extension.writes() && role != Role::Admin {
+        return Err(Error::Forbidden(format!(
+            "{} changes the warehouse and needs the admin role",
+            extension.usage()
+        )));
+    }
     let name = extension.table().map_or("", |t| t.name.as_str());
+    if let Some(table) = extension.table() {
+        // The parser drops the `tidemark.` of system tables; grants name them with it.
+        let system = format!("tidemark.{}", table.name);
+        if !session.may_read(&table.name) && !session.may_read(&system) {
+            session.check_readable(&table.name)?;
+        }
+    }
     let result = match extension {
         Extension::ShowTables => describe::tables(session).await,
         Extension::DescribeHistory { limit, .. } => describe::history(session, name, *limit).await,

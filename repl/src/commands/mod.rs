@@ -5,10 +5,12 @@ pub mod init;
 pub mod load;
 pub mod mart;
 pub mod run;
+pub mod serve;
 pub mod sim;
 pub mod sql;
 pub mod status;
 pub mod sync;
+pub mod user;
 pub mod worker;
 
 use std::process::ExitCode;
@@ -29,5 +31,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sim(args) => sim::run(args).await,
         Command::Mart(args) => mart::run(args).await,
         Command::Init(args) => init::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::User(args) => user::run(args).await,
     }
 }

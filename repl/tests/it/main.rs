@@ -3,6 +3,7 @@
 mod crash;
 mod demo;
 mod distributed;
+mod flight;
 mod interop;
 mod marts;
 mod resume;

@@ -1,0 +1,239 @@
+//! `tidemark serve` driven by a real client from outside the project: the Python ADBC Flight
+//! SQL driver (`tests/flight/client.py`). Covers listing, queries into pyarrow, a prepared
+//! statement with a parameter, time travel, authentication (none, wrong password, forged and
+//! expired tokens), grants, 50 concurrent clients, and the per-query memory limit.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const ADMIN: (&str, &str) = ("ana", "ana-password-1");
+const READER: (&str, &str) = ("rui", "rui-password-1");
+
+/// A running `tidemark serve`, stopped (SIGTERM) when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident memory so far (VmHWM), in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kib / 1024.0
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A project around the fixture warehouse, with an admin and a reader granted marts only.
+fn project(serve: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let warehouse = engine::Warehouse::open(wh.to_str().unwrap(), &Default::default())
+            .await
+            .unwrap();
+        testdata::fixture::build(&warehouse).await;
+    });
+    let hash = |p: &str| sql::flight::auth::hash_password(p).unwrap();
+    std::fs::write(
+        dir.path().join("tidemark.toml"),
+        format!(
+            "warehouse = \"wh\"\n\n[serve]\n{serve}\n\n[users.{}]\npassword_hash = \"{}\"\nrole = \"admin\"\ngrants = [\"*\"]\n\n[users.{}]\npassword_hash = \"{}\"\ngrants = [\"channel_daily\", \"installs_*\"]\n",
+            ADMIN.0,
+            hash(ADMIN.1),
+            READER.0,
+            hash(READER.1)
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn serve(project: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--project"])
+        .arg(project)
+        .env("RUST_LOG", "warn")
+        .env_remove("TIDEMARK_WAREHOUSE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("serve prints its address").unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("grpc://"))
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
+
+fn client_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/flight/client.py")
+}
+
+/// Run the Python client in `mode`; its JSON answer.
+fn client(args: &[&str]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(client_script())
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "client.py {args:?} failed (pip install adbc-driver-flightsql pyarrow):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("client.py printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+    })
+}
+
+fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn adbc_lists_queries_prepares_and_time_travels() {
+    let dir = project("");
+    let server = serve(dir.path());
+    let out = client(&["smoke", &server.url, ADMIN.0, ADMIN.1]);
+    let tables: Vec<String> = serde_json::from_value(out["tables"].clone()).unwrap();
+    for name in ["ad_performance", "channel_daily", "daily_campaign_performance", "slices"] {
+        assert!(tables.contains(&name.to_string()), "{name} not in {tables:?}");
+    }
+    assert_eq!(out["table_types"], serde_json::json!(["SYSTEM TABLE", "TABLE"]));
+    assert!(out["channel_daily_columns"].to_string().contains("spend_krw"));
+    assert_eq!(
+        out["clicks"],
+        serde_json::json!([{"source": "google_ads", "clicks": 141}, {"source": "meta", "clicks": 128}])
+    );
+    // Strings arrive as plain utf8 (not views) for every client.
+    assert_eq!(out["clicks_types"][0], "string");
+    assert_eq!(out["prepared"], serde_json::json!([{"n": 6, "installs": 43}]));
+    assert_eq!(out["version0"], serde_json::json!([{"clicks": 264}]));
+    assert_eq!(out["history"], serde_json::json!([1, 0]));
+    assert!(out["show_tables"].to_string().contains("channel_daily"));
+    // Admins may change the warehouse.
+    assert!(out["writes"].is_null(), "admin refresh: {}", out["writes"]);
+    assert!(
+        text(&out["bad_sql"]).contains("did you mean 'ad_performance'"),
+        "{}",
+        out["bad_sql"]
+    );
+    let status = server.stop();
+    assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
+}
+
+#[test]
+fn strangers_forgers_and_expired_tokens_are_refused() {
+    let dir = project("");
+    let server = serve(dir.path());
+    let short_dir = project("token_ttl = \"2s\"");
+    let short = serve(short_dir.path());
+    let out = client(&["auth", &server.url, ADMIN.0, ADMIN.1, &short.url]);
+    for (case, want) in [
+        ("no_credentials", "no credentials"),
+        ("wrong_password", "unknown user or wrong password"),
+        ("forged_token", "not valid"),
+        ("expired_token", "expired"),
+    ] {
+        let error = text(&out[case]);
+        assert!(error.contains(want), "{case}: expected '{want}', got {:?}", out[case]);
+    }
+    assert_eq!(out["token_works"], serde_json::json!([{"one": 1}]));
+}
+
+#[test]
+fn a_reader_sees_and_reads_only_its_grants() {
+    let dir = project("");
+    let server = serve(dir.path());
+    let out = client(&["grants", &server.url, READER.0, READER.1]);
+    assert_eq!(
+        out["tables"],
+        serde_json::json!(["channel_daily", "installs_rolling_7d"])
+    );
+    assert_eq!(out["granted"], serde_json::json!([{"n": 6}]));
+    for case in ["not_granted", "not_granted_history", "not_granted_time_travel"] {
+        let error = text(&out[case]);
+        assert!(
+            error.contains("ad_performance") && (error.contains("not among your grants") || error.contains("no table or mart")),
+            "{case}: {:?}",
+            out[case]
+        );
+    }
+    assert!(text(&out["writes"]).contains("needs the admin role"), "{}", out["writes"]);
+    assert!(text(&out["ddl"]).contains("admin role"), "{}", out["ddl"]);
+    assert_eq!(
+        out["information_schema"],
+        serde_json::json!(["channel_daily", "installs_rolling_7d"])
+    );
+}
+
+#[test]
+fn fifty_clients_for_twenty_seconds_get_right_answers() {
+    let dir = project("max_concurrent_queries = 8\nmax_queries_per_user = 64");
+    let server = serve(dir.path());
+    let out = client(&["load", &server.url, ADMIN.0, ADMIN.1, "50", "20"]);
+    let queries = out["queries"].as_u64().unwrap();
+    let peak = server.peak_rss_mib();
+    println!("50 clients × 20 s: {queries} queries, peak server RSS {peak:.0} MiB");
+    assert_eq!(out["errors"], serde_json::json!([]));
+    assert_eq!(out["wrong"], 0);
+    assert!(queries >= 50, "every client ran at least one query: {queries}");
+    assert_eq!(out["after"], serde_json::json!([{"one": 1}]));
+    assert!(peak < 1024.0, "peak RSS {peak:.0} MiB");
+}
+
+#[test]
+fn a_query_over_its_memory_limit_fails_alone() {
+    let dir = project("memory_limit = \"64MiB\"");
+    let server = serve(dir.path());
+    let out = client(&["memory", &server.url, ADMIN.0, ADMIN.1]);
+    let big = text(&out["big"]);
+    assert!(big.contains("more memory than its limit"), "{big}");
+    assert_eq!(out["small_errors"], serde_json::json!([]));
+    assert!(out["small_ok"].as_u64().unwrap() >= 1, "{out}");
+    assert_eq!(out["small"], serde_json::json!([[{"n": 12}]]));
+}
+
+#[test]
+fn serve_needs_users() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tidemark.toml"), "warehouse = \"wh\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["serve", "--project"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no users"));
+}

@@ -65,8 +65,9 @@ mod tests {
             "ad_performances_old",
             "fx_rates",
         ];
+        assert_eq!(closest(known, "ad_perfomance"), vec!["ad_performance"]);
         assert_eq!(
-            closest(known, "ad_perfomance"),
+            closest(known, "performance"),
             vec!["ad_performance", "ad_performances_old"]
         );
         assert!(closest(known, "zzz").is_empty());

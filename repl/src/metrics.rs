@@ -208,7 +208,10 @@ impl Metrics {
     }
 
     /// Also report what `collector` gathers at each scrape.
-    pub fn with_collector(mut self, collector: Box<dyn prometheus_client::collector::Collector>) -> Self {
+    pub fn with_collector(
+        mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) -> Self {
         self.registry.register_collector(collector);
         self
     }
@@ -267,10 +270,26 @@ impl prometheus_client::collector::Collector for FlightCollector {
         use std::sync::atomic::Ordering::Relaxed;
         let m = &self.0;
         for (name, help, value) in [
-            ("flight_queries", "Queries started over Flight SQL", &m.queries),
-            ("flight_failed_queries", "Flight SQL queries that ended in an error", &m.failed_queries),
-            ("flight_rows_sent", "Rows sent to Flight SQL clients", &m.rows_sent),
-            ("flight_failed_logins", "Logins refused for a wrong user or password", &m.failed_logins),
+            (
+                "flight_queries",
+                "Queries started over Flight SQL",
+                &m.queries,
+            ),
+            (
+                "flight_failed_queries",
+                "Flight SQL queries that ended in an error",
+                &m.failed_queries,
+            ),
+            (
+                "flight_rows_sent",
+                "Rows sent to Flight SQL clients",
+                &m.rows_sent,
+            ),
+            (
+                "flight_failed_logins",
+                "Logins refused for a wrong user or password",
+                &m.failed_logins,
+            ),
         ] {
             let counter = ConstCounter::new(value.load(Relaxed));
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;

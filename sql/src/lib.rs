@@ -166,7 +166,9 @@ pub async fn plan_statement(
         Some(extension) => run_extension(session, &extension, role)
             .await
             .map(Planned::Rows),
-        None => plan_query(session, statement, role).await.map(Planned::Query),
+        None => plan_query(session, statement, role)
+            .await
+            .map(Planned::Query),
     };
     result.map_err(|e| explain(session, e))
 }
@@ -213,14 +215,35 @@ async fn run_extension(
     })
 }
 
-async fn run_query(session: &WarehouseSession, statement: &str) -> Result<Vec<RecordBatch>, Error> {
-    if let Some((rewritten, pinned)) = time_travel::rewrite(statement).map_err(Error::Statement)? {
-        time_travel::register(session, &pinned).await?;
-        let frame = session.sql(&rewritten).await?;
-        return Ok(frame.collect().await?);
-    }
-    let frame = session.sql(statement).await?;
-    Ok(frame.collect().await?)
+async fn plan_query(
+    session: &WarehouseSession,
+    statement: &str,
+    role: Role,
+) -> Result<DataFrame, Error> {
+    let statement = match time_travel::rewrite(statement).map_err(Error::Statement)? {
+        Some((rewritten, pinned)) => {
+            time_travel::register(session, &pinned).await?;
+            std::borrow::Cow::Owned(rewritten)
+        }
+        None => std::borrow::Cow::Borrowed(statement),
+    };
+    let frame = match role {
+        Role::Admin => session.sql(&statement).await?,
+        Role::Reader => session
+            .read_only_sql(&statement)
+            .await
+            .map_err(|e| match e {
+                engine::Error::DataFusion(datafusion::error::DataFusionError::Plan(m))
+                    if m.contains("not supported") =>
+                {
+                    Error::Forbidden(format!(
+                        "only queries may run here ({m}); statements that change the warehouse need the admin role"
+                    ))
+                }
+                other => Error::from(other),
+            })?,
+    };
+    Ok(frame)
 }
 
 /// Turn DataFusion's "table not found" into [`Error::UnknownTable`] with the closest names.

@@ -59,9 +59,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         serve.metrics_addr = Some(addr.clone());
     }
     let warehouse = args.project.open(&config).await?;
-    let auth = Arc::new(
-        Authenticator::new(&flight.users, serve.token_ttl).map_err(anyhow::Error::msg)?,
-    );
+    let auth =
+        Arc::new(Authenticator::new(&flight.users, serve.token_ttl).map_err(anyhow::Error::msg)?);
     let service = TidemarkFlightSql::new(warehouse.clone(), auth.clone(), serve.clone());
     let flight_metrics = service.metrics.clone();
 
@@ -70,7 +69,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         (Some(cert), Some(key)) => {
             let dir = &args.project.project;
             let read = |p: &std::path::Path| {
-                let path = if p.is_absolute() { p.to_path_buf() } else { dir.join(p) };
+                let path = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    dir.join(p)
+                };
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
             };
             let identity = Identity::from_pem(read(cert)?, read(key)?);
@@ -82,10 +85,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         (None, None) => false,
         _ => bail!("[serve] needs both tls_cert and tls_key, or neither"),
     };
-    let addr: SocketAddr = serve
-        .addr
-        .parse()
-        .with_context(|| format!("[serve] addr '{}' is not an address like 127.0.0.1:50051", serve.addr))?;
+    let addr: SocketAddr = serve.addr.parse().with_context(|| {
+        format!(
+            "[serve] addr '{}' is not an address like 127.0.0.1:50051",
+            serve.addr
+        )
+    })?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -108,7 +113,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "tidemark serve: Arrow Flight SQL on {url} · warehouse {} · {} user(s){}\n{}",
         warehouse.url(),
         auth.user_count(),
-        if tls { " · TLS" } else { " · no TLS (set [serve] tls_cert/tls_key before exposing it)" },
+        if tls {
+            " · TLS"
+        } else {
+            " · no TLS (set [serve] tls_cert/tls_key before exposing it)"
+        },
         connect_hint(&url, &first_user)
     );
     tracing::info!(%url, "serving Flight SQL");

@@ -75,7 +75,10 @@ pub async fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
     {
-        bail!("user name '{}' may hold only letters, digits, '_', '-' and '.'", args.name);
+        bail!(
+            "user name '{}' may hold only letters, digits, '_', '-' and '.'",
+            args.name
+        );
     }
     let grants = match (args.role, args.grants.is_empty()) {
         (RoleArg::Admin, true) => vec!["*".to_string()],
@@ -86,7 +89,10 @@ pub async fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
     };
     let path = args.project.join("tidemark.toml");
     let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("cannot read {}: run `tidemark init` first or point --project at the project", path.display())
+        format!(
+            "cannot read {}: run `tidemark init` first or point --project at the project",
+            path.display()
+        )
     })?;
     let mut doc: toml_edit::DocumentMut = text
         .parse()

@@ -127,11 +127,19 @@ def load(url, user, password, clients, seconds):
         expected = query(conn, LOAD_QUERY).to_pylist()
     results = {"queries": 0, "wrong": 0, "errors": []}
     lock = threading.Lock()
-    deadline = time.monotonic() + seconds
+    # Every client connects (logs in) first; then all query together for `seconds`.
+    ready = threading.Barrier(clients)
+    start = {}
 
     def worker(i):
         try:
             with connect(url, user, password) as conn:
+                query(conn, "SELECT 1")
+                if ready.wait() == 0:
+                    start["at"] = time.monotonic()
+                while "at" not in start:
+                    time.sleep(0.001)
+                deadline = start["at"] + seconds
                 while time.monotonic() < deadline:
                     got = query(conn, LOAD_QUERY).to_pylist()
                     with lock:
@@ -141,6 +149,7 @@ def load(url, user, password, clients, seconds):
         except Exception as e:  # noqa: BLE001
             with lock:
                 results["errors"].append(f"client {i}: {e}")
+            ready.abort()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     for t in threads:

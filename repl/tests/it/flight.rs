@@ -113,7 +113,10 @@ fn client(args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("client.py printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "client.py printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 
@@ -127,18 +130,34 @@ fn adbc_lists_queries_prepares_and_time_travels() {
     let server = serve(dir.path());
     let out = client(&["smoke", &server.url, ADMIN.0, ADMIN.1]);
     let tables: Vec<String> = serde_json::from_value(out["tables"].clone()).unwrap();
-    for name in ["ad_performance", "channel_daily", "daily_campaign_performance", "slices"] {
-        assert!(tables.contains(&name.to_string()), "{name} not in {tables:?}");
+    for name in [
+        "ad_performance",
+        "channel_daily",
+        "daily_campaign_performance",
+        "slices",
+    ] {
+        assert!(
+            tables.contains(&name.to_string()),
+            "{name} not in {tables:?}"
+        );
     }
-    assert_eq!(out["table_types"], serde_json::json!(["SYSTEM TABLE", "TABLE"]));
-    assert!(out["channel_daily_columns"].to_string().contains("spend_krw"));
+    assert_eq!(
+        out["table_types"],
+        serde_json::json!(["SYSTEM TABLE", "TABLE"])
+    );
+    assert!(out["channel_daily_columns"]
+        .to_string()
+        .contains("spend_krw"));
     assert_eq!(
         out["clicks"],
         serde_json::json!([{"source": "google_ads", "clicks": 141}, {"source": "meta", "clicks": 128}])
     );
     // Strings arrive as plain utf8 (not views) for every client.
     assert_eq!(out["clicks_types"][0], "string");
-    assert_eq!(out["prepared"], serde_json::json!([{"n": 6, "installs": 43}]));
+    assert_eq!(
+        out["prepared"],
+        serde_json::json!([{"n": 6, "installs": 43}])
+    );
     assert_eq!(out["version0"], serde_json::json!([{"clicks": 264}]));
     assert_eq!(out["history"], serde_json::json!([1, 0]));
     assert!(out["show_tables"].to_string().contains("channel_daily"));
@@ -167,7 +186,11 @@ fn strangers_forgers_and_expired_tokens_are_refused() {
         ("expired_token", "expired"),
     ] {
         let error = text(&out[case]);
-        assert!(error.contains(want), "{case}: expected '{want}', got {:?}", out[case]);
+        assert!(
+            error.contains(want),
+            "{case}: expected '{want}', got {:?}",
+            out[case]
+        );
     }
     assert_eq!(out["token_works"], serde_json::json!([{"one": 1}]));
 }
@@ -182,15 +205,24 @@ fn a_reader_sees_and_reads_only_its_grants() {
         serde_json::json!(["channel_daily", "installs_rolling_7d"])
     );
     assert_eq!(out["granted"], serde_json::json!([{"n": 6}]));
-    for case in ["not_granted", "not_granted_history", "not_granted_time_travel"] {
+    for case in [
+        "not_granted",
+        "not_granted_history",
+        "not_granted_time_travel",
+    ] {
         let error = text(&out[case]);
         assert!(
-            error.contains("ad_performance") && (error.contains("not among your grants") || error.contains("no table or mart")),
+            error.contains("ad_performance")
+                && (error.contains("not among your grants") || error.contains("no table or mart")),
             "{case}: {:?}",
             out[case]
         );
     }
-    assert!(text(&out["writes"]).contains("needs the admin role"), "{}", out["writes"]);
+    assert!(
+        text(&out["writes"]).contains("needs the admin role"),
+        "{}",
+        out["writes"]
+    );
     assert!(text(&out["ddl"]).contains("admin role"), "{}", out["ddl"]);
     assert_eq!(
         out["information_schema"],
@@ -208,7 +240,10 @@ fn fifty_clients_for_twenty_seconds_get_right_answers() {
     println!("50 clients × 20 s: {queries} queries, peak server RSS {peak:.0} MiB");
     assert_eq!(out["errors"], serde_json::json!([]));
     assert_eq!(out["wrong"], 0);
-    assert!(queries >= 50, "every client ran at least one query: {queries}");
+    assert!(
+        queries >= 50,
+        "every client ran at least one query: {queries}"
+    );
     assert_eq!(out["after"], serde_json::json!([{"one": 1}]));
     assert!(peak < 1024.0, "peak RSS {peak:.0} MiB");
 }

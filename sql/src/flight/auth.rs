@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand_core::{OsRng, RngCore};
@@ -199,7 +199,9 @@ impl Authenticator {
         let mut all = self.failures.lock().expect("failures lock");
         let entry = all.entry(name.to_string()).or_default();
         let now = Instant::now();
-        entry.recent.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+        entry
+            .recent
+            .retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
         entry.recent.push(now);
         if entry.recent.len() >= MAX_FAILURES {
             entry.locked_until = Some(now + LOCKOUT);
@@ -234,7 +236,9 @@ impl Authenticator {
         let payload = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| AuthError::BadToken)?;
-        let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| AuthError::BadToken)?;
+        let mac = URL_SAFE_NO_PAD
+            .decode(mac)
+            .map_err(|_| AuthError::BadToken)?;
         self.signature(&payload)
             .verify_slice(&mac)
             .map_err(|_| AuthError::BadToken)?;
@@ -262,9 +266,17 @@ impl Authenticator {
     }
 }
 
+/// Standard base64, with or without `=` padding: the Go Flight client (under ADBC) sends
+/// Basic credentials unpadded.
+const BASIC: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 /// `user:password` from the base64 of Basic auth.
 pub fn decode_basic(encoded: &str) -> Result<(String, String), AuthError> {
-    let bytes = STANDARD
+    let bytes = BASIC
         .decode(encoded.trim())
         .map_err(|_| AuthError::Malformed)?;
     let text = String::from_utf8(bytes).map_err(|_| AuthError::Malformed)?;
@@ -296,7 +308,9 @@ mod tests {
         let token = auth.issue(&ana);
         assert_eq!(auth.verify(&token).unwrap().name, "ana");
         assert_eq!(
-            auth.authenticate(Some(&format!("Bearer {token}"))).unwrap().name,
+            auth.authenticate(Some(&format!("Bearer {token}")))
+                .unwrap()
+                .name,
             "ana"
         );
         // Same payload, another server's secret: forged.
@@ -309,7 +323,10 @@ mod tests {
         let expired = auth.issue_until(&ana, now_unix() - 1);
         assert_eq!(auth.verify(&expired), Err(AuthError::Expired));
         assert_eq!(auth.authenticate(None), Err(AuthError::Missing));
-        assert_eq!(auth.authenticate(Some("Digest x")), Err(AuthError::Malformed));
+        assert_eq!(
+            auth.authenticate(Some("Digest x")),
+            Err(AuthError::Malformed)
+        );
     }
 
     #[test]
@@ -319,12 +336,29 @@ mod tests {
         for _ in 0..MAX_FAILURES {
             assert_eq!(auth.login("ana", "guess"), Err(AuthError::BadCredentials));
         }
-        assert!(matches!(auth.login("ana", "s3cret"), Err(AuthError::LockedOut(_))));
-        let basic = STANDARD.encode("ana:s3cret");
+        assert!(matches!(
+            auth.login("ana", "s3cret"),
+            Err(AuthError::LockedOut(_))
+        ));
+        let basic = base64::engine::general_purpose::STANDARD.encode("ana:s3cret");
         assert!(matches!(
             auth.authenticate(Some(&format!("Basic {basic}"))),
             Err(AuthError::LockedOut(_))
         ));
+    }
+
+    #[test]
+    fn basic_credentials_decode_with_or_without_padding() {
+        let padded = base64::engine::general_purpose::STANDARD.encode("ana:not-the-password");
+        assert!(padded.ends_with('='));
+        let unpadded = padded.trim_end_matches('=');
+        for encoded in [padded.as_str(), unpadded] {
+            assert_eq!(
+                decode_basic(encoded),
+                Ok(("ana".to_string(), "not-the-password".to_string()))
+            );
+        }
+        assert_eq!(decode_basic("%%%"), Err(AuthError::Malformed));
     }
 
     #[test]

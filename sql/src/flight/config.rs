@@ -86,7 +86,11 @@ impl ByteSize {
             "kb" => 1e3,
             "mb" => 1e6,
             "gb" => 1e9,
-            other => return Err(format!("unknown size unit '{other}' in '{text}': use KiB, MiB or GiB")),
+            other => {
+                return Err(format!(
+                    "unknown size unit '{other}' in '{text}': use KiB, MiB or GiB"
+                ))
+            }
         };
         Ok(ByteSize((number * scale) as usize))
     }
@@ -132,7 +136,11 @@ mod humantime_serde_compat {
             "m" => n * 60,
             "h" => n * 3600,
             "d" => n * 86400,
-            other => return Err(format!("unknown unit '{other}' in '{text}': use s, m, h or d")),
+            other => {
+                return Err(format!(
+                    "unknown unit '{other}' in '{text}': use s, m, h or d"
+                ))
+            }
         };
         Ok(Duration::from_secs(seconds))
     }
@@ -207,7 +215,9 @@ mod tests {
         assert_eq!(ByteSize::parse("2GiB"), Ok(ByteSize(2 << 30)));
         assert_eq!(ByteSize::parse("512 MiB"), Ok(ByteSize(512 << 20)));
         assert_eq!(ByteSize::parse("1000"), Ok(ByteSize(1000)));
-        assert!(ByteSize::parse("2 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(ByteSize::parse("2 parsecs")
+            .unwrap_err()
+            .contains("unknown size unit"));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("5").unwrap_err().contains("needs a unit"));
     }

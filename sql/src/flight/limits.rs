@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The permits a running query holds; dropping them lets the next query start.
+#[derive(Debug)]
 pub struct Slot {
     _global: OwnedSemaphorePermit,
     _user: OwnedSemaphorePermit,
@@ -44,7 +45,12 @@ impl Limits {
             .clone();
         let wait = async {
             let user_permit = mine.acquire_owned().await.expect("never closed");
-            let global_permit = self.global.clone().acquire_owned().await.expect("never closed");
+            let global_permit = self
+                .global
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed");
             Slot {
                 _global: global_permit,
                 _user: user_permit,

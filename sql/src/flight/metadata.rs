@@ -38,25 +38,54 @@ pub fn sql_info() -> &'static SqlInfoData {
         b.append(SqlInfo::SqlDdlCatalog, false);
         b.append(SqlInfo::SqlDdlSchema, false);
         b.append(SqlInfo::SqlDdlTable, false);
-        b.append(SqlInfo::SqlIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32);
+        b.append(
+            SqlInfo::SqlIdentifierCase,
+            SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32,
+        );
         b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-        b.append(SqlInfo::SqlQuotedIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32);
+        b.append(
+            SqlInfo::SqlQuotedIdentifierCase,
+            SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32,
+        );
         b.append(SqlInfo::SqlAllTablesAreSelectable, true);
-        b.append(SqlInfo::SqlNullOrdering, SqlNullOrdering::SqlNullsSortedHigh as i32);
+        b.append(
+            SqlInfo::SqlNullOrdering,
+            SqlNullOrdering::SqlNullsSortedHigh as i32,
+        );
         b.append(
             SqlInfo::SqlKeywords,
             &[
-                "DESCRIBE", "HISTORY", "PARTITIONS", "REFRESH", "MART", "OPTIMIZE", "VACUUM",
-                "RETAIN", "VERSION", "TIMESTAMP", "OF",
+                "DESCRIBE",
+                "HISTORY",
+                "PARTITIONS",
+                "REFRESH",
+                "MART",
+                "OPTIMIZE",
+                "VACUUM",
+                "RETAIN",
+                "VERSION",
+                "TIMESTAMP",
+                "OF",
             ][..],
         );
         b.append(
             SqlInfo::SqlNumericFunctions,
-            &["abs", "ceil", "floor", "round", "power", "sqrt", "ln", "log10", "exp"][..],
+            &[
+                "abs", "ceil", "floor", "round", "power", "sqrt", "ln", "log10", "exp",
+            ][..],
         );
         b.append(
             SqlInfo::SqlStringFunctions,
-            &["concat", "lower", "upper", "length", "substr", "trim", "replace", "split_part"][..],
+            &[
+                "concat",
+                "lower",
+                "upper",
+                "length",
+                "substr",
+                "trim",
+                "replace",
+                "split_part",
+            ][..],
         );
         b.append(
             SqlInfo::SqlSystemFunctions,
@@ -64,7 +93,14 @@ pub fn sql_info() -> &'static SqlInfoData {
         );
         b.append(
             SqlInfo::SqlDatetimeFunctions,
-            &["now", "current_date", "date_trunc", "date_part", "to_date", "to_timestamp"][..],
+            &[
+                "now",
+                "current_date",
+                "date_trunc",
+                "date_part",
+                "to_date",
+                "to_timestamp",
+            ][..],
         );
         b.append(SqlInfo::SqlSearchStringEscape, "\\");
         b.append(SqlInfo::SqlExtraNameCharacters, "");
@@ -85,7 +121,12 @@ pub fn sql_info() -> &'static SqlInfoData {
     })
 }
 
-fn xdbc(name: &str, data_type: XdbcDataType, size: Option<i32>, literal: Option<&str>) -> XdbcTypeInfo {
+fn xdbc(
+    name: &str,
+    data_type: XdbcDataType,
+    size: Option<i32>,
+    literal: Option<&str>,
+) -> XdbcTypeInfo {
     XdbcTypeInfo {
         type_name: name.into(),
         data_type,
@@ -121,20 +162,27 @@ pub fn xdbc_types() -> &'static XdbcTypeInfoData {
         b.append(xdbc("BOOLEAN", XdbcDataType::XdbcBit, None, None));
         b.append(xdbc("VARCHAR", XdbcDataType::XdbcVarchar, None, Some("'")));
         b.append(xdbc("DATE", XdbcDataType::XdbcDate, None, Some("'")));
-        b.append(xdbc("TIMESTAMP", XdbcDataType::XdbcTimestamp, None, Some("'")));
+        b.append(xdbc(
+            "TIMESTAMP",
+            XdbcDataType::XdbcTimestamp,
+            None,
+            Some("'"),
+        ));
         b.build().expect("static XDBC types build")
     })
 }
 
 /// `GetCatalogs`: the one catalog.
-pub fn catalogs() -> Result<RecordBatch, arrow::error::ArrowError> {
+pub fn catalogs() -> Result<RecordBatch, arrow_flight::error::FlightError> {
     let mut b = GetCatalogsBuilder::new();
     b.append(CATALOG);
     b.build()
 }
 
 /// `GetDbSchemas`: `public` (tables and marts) and `tidemark` (system tables).
-pub fn db_schemas(query: CommandGetDbSchemas) -> Result<RecordBatch, arrow::error::ArrowError> {
+pub fn db_schemas(
+    query: CommandGetDbSchemas,
+) -> Result<RecordBatch, arrow_flight::error::FlightError> {
     let mut b: GetDbSchemasBuilder = query.into_builder();
     b.append(CATALOG, SCHEMA);
     b.append(CATALOG, SYSTEM_SCHEMA);

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
-use datafusion::logical_expr::{col, lit, Expr, LogicalPlan};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{col, lit, Expr, LogicalPlan};
 use datafusion::prelude::DataFrame;
 use datafusion::scalar::ScalarValue;
 
@@ -125,7 +125,7 @@ fn date_literal(text: &str) -> Result<Expr, String> {
         .map_err(|e| format!("bad day '{text}' in ticket: {e}"))?;
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
     Ok(lit(ScalarValue::Date32(Some(
-        (day - epoch).num_days() as i32,
+        (day - epoch).num_days() as i32
     ))))
 }
 
@@ -176,7 +176,12 @@ mod tests {
                 to: None
             }
         );
-        assert_eq!(parts[3], Part::Nulls { column: "date".into() });
+        assert_eq!(
+            parts[3],
+            Part::Nulls {
+                column: "date".into()
+            }
+        );
         assert_eq!(day_parts("date", &days[..1], 8, false).len(), 1);
     }
 

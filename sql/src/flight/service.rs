@@ -17,14 +17,14 @@ use arrow_flight::sql::{
     ActionCancelQueryRequest, ActionCancelQueryResult, ActionClosePreparedStatementRequest,
     ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
     CommandGetCatalogs, CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetSqlInfo,
-    CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
-    CommandPreparedStatementQuery, CommandStatementQuery, CommandStatementUpdate,
-    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
+    CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt,
+    SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightData,
-    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
-    IpcMessage, SchemaAsIpc, Ticket,
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
+    SchemaAsIpc, Ticket,
 };
 use datafusion::prelude::DataFrame;
 use datafusion::scalar::ScalarValue;
@@ -42,7 +42,7 @@ use super::limits::Limits;
 use super::metadata;
 use super::results::{self, make_portable, portable_schema};
 use super::tickets::{Part, Source, TicketBody};
-use crate::{plan_statement, Planned, Role};
+use crate::{plan_statement, Planned};
 
 /// How long a prepared statement or a cached small result is kept without use.
 const KEEP_FOR: Duration = Duration::from_secs(3600);
@@ -185,10 +185,14 @@ impl TidemarkFlightSql {
         let handle = String::from_utf8_lossy(handle).into_owned();
         let mut prepared = self.prepared.lock().expect("prepared lock");
         let entry = prepared.get_mut(&handle).ok_or_else(|| {
-            Status::not_found("no such prepared statement (closed, or expired after an hour unused)")
+            Status::not_found(
+                "no such prepared statement (closed, or expired after an hour unused)",
+            )
         })?;
         if entry.user != user.name {
-            return Err(Status::permission_denied("that prepared statement belongs to another user"));
+            return Err(Status::permission_denied(
+                "that prepared statement belongs to another user",
+            ));
         }
         entry.used = Instant::now();
         Ok((entry.sql.clone(), entry.parameters.clone()))
@@ -286,7 +290,9 @@ impl TidemarkFlightSql {
         let mut largest: Option<(u64, Vec<chrono::NaiveDate>)> = None;
         for name in results::scanned_tables(plan) {
             let name = name.rsplit('.').next().unwrap_or(&name).to_string();
-            let Ok((columns, partitions)) = engine::inspect::partitions(&self.warehouse, &name).await else {
+            let Ok((columns, partitions)) =
+                engine::inspect::partitions(&self.warehouse, &name).await
+            else {
                 continue;
             };
             let Some(index) = columns.iter().position(|c| c == "date") else {
@@ -317,17 +323,27 @@ impl TidemarkFlightSql {
     }
 
     /// Stream the rows of a ticket.
-    async fn rows_of(&self, user: &User, body: TicketBody) -> Result<BoxStream<FlightData>, Status> {
+    async fn rows_of(
+        &self,
+        user: &User,
+        body: TicketBody,
+    ) -> Result<BoxStream<FlightData>, Status> {
         if body.user != user.name {
-            return Err(Status::permission_denied("this ticket was issued to another user"));
+            return Err(Status::permission_denied(
+                "this ticket was issued to another user",
+            ));
         }
-        let slot = self.limits.acquire(&user.name).await.map_err(Status::resource_exhausted)?;
+        let slot = self
+            .limits
+            .acquire(&user.name)
+            .await
+            .map_err(Status::resource_exhausted)?;
         let (schema, batches): (SchemaRef, BoxStream<RecordBatch>) = match &body.source {
             Source::Cached(id) => {
                 let cached = self.cached.lock().expect("cached lock").remove(id);
-                let cached = cached
-                    .filter(|c| c.user == user.name)
-                    .ok_or_else(|| Status::not_found("that result is gone (fetched already or expired)"))?;
+                let cached = cached.filter(|c| c.user == user.name).ok_or_else(|| {
+                    Status::not_found("that result is gone (fetched already or expired)")
+                })?;
                 let schema = cached
                     .batches
                     .first()
@@ -339,7 +355,8 @@ impl TidemarkFlightSql {
             Source::Statement(sql) => self.execute(user, sql, None, body.part.as_ref()).await?,
             Source::Prepared(handle) => {
                 let (sql, parameters) = self.prepared_statement(handle.as_bytes(), user)?;
-                self.execute(user, &sql, parameters.as_ref(), body.part.as_ref()).await?
+                self.execute(user, &sql, parameters.as_ref(), body.part.as_ref())
+                    .await?
             }
         };
         let (abort, registration) = AbortHandle::new_pair();
@@ -421,7 +438,10 @@ impl TidemarkFlightSql {
                 let schema = batches
                     .first()
                     .map_or_else(|| Arc::new(Schema::empty()), RecordBatch::schema);
-                Ok((portable_schema(&schema), Box::pin(futures::stream::iter(batches.into_iter().map(Ok)))))
+                Ok((
+                    portable_schema(&schema),
+                    Box::pin(futures::stream::iter(batches.into_iter().map(Ok))),
+                ))
             }
             Planned::Query(frame) => {
                 let frame = match part {
@@ -434,11 +454,13 @@ impl TidemarkFlightSql {
                     .await
                     .map_err(|e| statement_status(sql, &crate::Error::from(e)))?;
                 let statement = sql.to_string();
-                let stream = stream.map_err(move |e| statement_status(&statement, &crate::Error::from(e)));
+                let stream =
+                    stream.map_err(move |e| statement_status(&statement, &crate::Error::from(e)));
                 // The session must outlive the stream (its runtime holds the memory pool).
-                let stream = futures::stream::unfold((stream, session), |(mut s, session)| async move {
-                    s.next().await.map(|item| (item, (s, session)))
-                });
+                let stream =
+                    futures::stream::unfold((stream, session), |(mut s, session)| async move {
+                        s.next().await.map(|item| (item, (s, session)))
+                    });
                 Ok((schema, Box::pin(stream)))
             }
         }
@@ -595,7 +617,8 @@ impl FlightSqlService for TidemarkFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<FlightData>>, Status> {
         let user = self.caller(&request)?;
-        let body = TicketBody::decode(&ticket.statement_handle).map_err(Status::invalid_argument)?;
+        let body =
+            TicketBody::decode(&ticket.statement_handle).map_err(Status::invalid_argument)?;
         Ok(Response::new(self.rows_of(&user, body).await?))
     }
 
@@ -608,7 +631,9 @@ impl FlightSqlService for TidemarkFlightSql {
         let body = TicketBody {
             query_id: uuid::Uuid::new_v4().to_string(),
             user: user.name.clone(),
-            source: Source::Prepared(String::from_utf8_lossy(&query.prepared_statement_handle).into_owned()),
+            source: Source::Prepared(
+                String::from_utf8_lossy(&query.prepared_statement_handle).into_owned(),
+            ),
             part: None,
         };
         Ok(Response::new(self.rows_of(&user, body).await?))
@@ -620,7 +645,7 @@ impl FlightSqlService for TidemarkFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request)?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         info_for(query, &schema, request.into_inner())
     }
 
@@ -630,7 +655,9 @@ impl FlightSqlService for TidemarkFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<FlightData>>, Status> {
         self.caller(&request)?;
-        Ok(Response::new(single_batch_stream(metadata::catalogs().map_err(internal)?)))
+        Ok(Response::new(single_batch_stream(
+            metadata::catalogs().map_err(internal)?,
+        )))
     }
 
     async fn get_flight_info_schemas(
@@ -649,7 +676,9 @@ impl FlightSqlService for TidemarkFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<FlightData>>, Status> {
         self.caller(&request)?;
-        Ok(Response::new(single_batch_stream(metadata::db_schemas(query).map_err(internal)?)))
+        Ok(Response::new(single_batch_stream(
+            metadata::db_schemas(query).map_err(internal)?,
+        )))
     }
 
     async fn get_flight_info_tables(
@@ -679,7 +708,7 @@ impl FlightSqlService for TidemarkFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request)?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         info_for(query, &schema, request.into_inner())
     }
 
@@ -693,7 +722,9 @@ impl FlightSqlService for TidemarkFlightSql {
         for table_type in metadata::TABLE_TYPES {
             builder.append(table_type);
         }
-        Ok(Response::new(single_batch_stream(builder.build().map_err(internal)?)))
+        Ok(Response::new(single_batch_stream(
+            builder.build().map_err(internal)?,
+        )))
     }
 
     async fn get_flight_info_sql_info(
@@ -741,7 +772,7 @@ impl FlightSqlService for TidemarkFlightSql {
         let mut rows: Vec<(String, String, i32)> = Vec::new();
         if let Some(mart) = definitions.iter().find(|m| m.name == query.table) {
             if user.grants.allows(&mart.name) {
-                for (i, column) in mart.unique_key.iter().enumerate() {
+                for (i, column) in mart.header.unique_key.iter().enumerate() {
                     rows.push((mart.name.clone(), column.clone(), i as i32 + 1));
                 }
             }
@@ -752,8 +783,12 @@ impl FlightSqlService for TidemarkFlightSql {
             vec![
                 Arc::new(StringArray::from(vec![engine::session::CATALOG; n])),
                 Arc::new(StringArray::from(vec![engine::session::SCHEMA; n])),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()))),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.0.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.1.as_str()),
+                )),
                 Arc::new(StringArray::from(vec![None::<&str>; n])),
                 Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.2))),
             ],
@@ -768,7 +803,7 @@ impl FlightSqlService for TidemarkFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request)?;
-        let schema = query.clone().into_builder(metadata::xdbc_types()).schema();
+        let schema = query.into_builder(metadata::xdbc_types()).schema();
         info_for(query, &schema, request.into_inner())
     }
 
@@ -791,12 +826,18 @@ impl FlightSqlService for TidemarkFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let user = self.caller(&request)?;
-        let _slot = self.limits.acquire(&user.name).await.map_err(Status::resource_exhausted)?;
+        let _slot = self
+            .limits
+            .acquire(&user.name)
+            .await
+            .map_err(Status::resource_exhausted)?;
         let session = self.session_for(&user).await?;
         let planned = self.plan(&session, &user, &command.query, None).await?;
         let batches = tokio::time::timeout(self.limits.timeout, planned.collect())
             .await
-            .map_err(|_| Status::deadline_exceeded("the statement ran longer than [serve] query_timeout"))?
+            .map_err(|_| {
+                Status::deadline_exceeded("the statement ran longer than [serve] query_timeout")
+            })?
             .map_err(|e| statement_status(&command.query, &e))?;
         Ok(batches.iter().map(RecordBatch::num_rows).sum::<usize>() as i64)
     }
@@ -813,18 +854,26 @@ impl FlightSqlService for TidemarkFlightSql {
         let stream = request
             .into_inner()
             .map_err(|status| FlightError::Tonic(Box::new(status)));
-        let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
-            .try_collect()
-            .await
-            .map_err(|e| Status::invalid_argument(format!("cannot read the bound parameters: {e}")))?;
+        let batches: Vec<RecordBatch> =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
+                .try_collect()
+                .await
+                .map_err(|e| {
+                    Status::invalid_argument(format!("cannot read the bound parameters: {e}"))
+                })?;
         let parameters = match batches.as_slice() {
             [] => None,
             [one] => Some(one.clone()),
-            many => Some(
-                arrow::compute::concat_batches(&many[0].schema(), many).map_err(internal)?,
-            ),
+            many => {
+                Some(arrow::compute::concat_batches(&many[0].schema(), many).map_err(internal)?)
+            }
         };
-        if let Some(entry) = self.prepared.lock().expect("prepared lock").get_mut(&handle) {
+        if let Some(entry) = self
+            .prepared
+            .lock()
+            .expect("prepared lock")
+            .get_mut(&handle)
+        {
             entry.parameters = parameters;
             entry.used = Instant::now();
         }
@@ -853,7 +902,9 @@ impl FlightSqlService for TidemarkFlightSql {
                         .map_err(|e| Status::invalid_argument(e.to_string()))?;
                     let mut names: Vec<_> = parameters.into_iter().collect();
                     names.sort_by_key(|(name, _)| {
-                        name.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX)
+                        name.trim_start_matches('$')
+                            .parse::<usize>()
+                            .unwrap_or(usize::MAX)
                     });
                     let fields: Vec<Field> = names
                         .into_iter()
@@ -910,11 +961,11 @@ impl FlightSqlService for TidemarkFlightSql {
         request: Request<Action>,
     ) -> Result<ActionCancelQueryResult, Status> {
         self.caller(&request)?;
-        let info = FlightInfo::decode(query.info).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let status = self.cancel_info(&info);
-        Ok(ActionCancelQueryResult {
-            result: status as i32,
-        })
+        let info =
+            FlightInfo::decode(query.info).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // CancelResult (not exported by arrow-flight): 1 = cancelled, 3 = not cancellable.
+        let result = if self.cancel_info(&info) { 1 } else { 3 };
+        Ok(ActionCancelQueryResult { result })
     }
 
     async fn do_action_fallback(
@@ -934,10 +985,10 @@ impl FlightSqlService for TidemarkFlightSql {
         let info = cancel
             .info
             .ok_or_else(|| Status::invalid_argument("CancelFlightInfo without a FlightInfo"))?;
-        use arrow_flight::sql::action_cancel_query_result::CancelResult;
-        let status = match self.cancel_info(&info) {
-            CancelResult::Cancelled => CancelStatus::Cancelled,
-            _ => CancelStatus::NotCancellable,
+        let status = if self.cancel_info(&info) {
+            CancelStatus::Cancelled
+        } else {
+            CancelStatus::NotCancellable
         };
         let result = CancelFlightInfoResult::new(status);
         let body = result.encode_to_vec();
@@ -950,22 +1001,23 @@ impl FlightSqlService for TidemarkFlightSql {
 }
 
 impl TidemarkFlightSql {
-    /// Abort the queries behind a FlightInfo's tickets.
-    fn cancel_info(&self, info: &FlightInfo) -> arrow_flight::sql::action_cancel_query_result::CancelResult {
-        use arrow_flight::sql::action_cancel_query_result::CancelResult;
+    /// Abort the queries behind a FlightInfo's tickets; whether any was running.
+    fn cancel_info(&self, info: &FlightInfo) -> bool {
         let mut cancelled = false;
         for endpoint in &info.endpoint {
-            let Some(ticket) = &endpoint.ticket else { continue };
-            let Ok(any) = Any::decode(ticket.ticket.clone()) else { continue };
-            let Ok(Some(statement)) = any.unpack::<TicketStatementQuery>() else { continue };
+            let Some(ticket) = &endpoint.ticket else {
+                continue;
+            };
+            let Ok(any) = Any::decode(ticket.ticket.clone()) else {
+                continue;
+            };
+            let Ok(Some(statement)) = any.unpack::<TicketStatementQuery>() else {
+                continue;
+            };
             if let Ok(body) = TicketBody::decode(&statement.statement_handle) {
                 cancelled |= self.cancel(&body.query_id);
             }
         }
-        if cancelled {
-            CancelResult::Cancelled
-        } else {
-            CancelResult::NotCancellable
-        }
+        cancelled
     }
 }

@@ -12,8 +12,13 @@
 //! payload is as small as the platforms return for one account-day. Prints payloads landed
 //! and committed per second against the 300/s target (over a million files an hour). Run:
 //! `cargo run --release -p tidemark-bench -- collect`
+//!
+//! `flight`: DoGet throughput (MB/s of Arrow data, rows/s) of the Flight SQL service on
+//! loopback for a large table, one stream and day-split endpoints in parallel, against the
+//! Python ADBC client in the same run. Run: `cargo run --release -p tidemark-bench -- flight`
 
 mod collect;
+mod flight;
 
 /// The same allocator as the `tidemark` binary, so figures match what it does.
 #[global_allocator]
@@ -77,6 +82,18 @@ enum Bench {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Fetch a large table over Flight SQL; print MB/s and rows/s, and the Python ADBC peer.
+    Flight {
+        /// Rows in the table.
+        #[arg(long, default_value_t = 4_000_000)]
+        rows: usize,
+        /// Days (partitions) they spread over.
+        #[arg(long, default_value_t = 40)]
+        days: u32,
+        /// Local directory for the warehouse (default: a temp dir).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// Rows per slice: a day of one account's ads.
@@ -124,6 +141,7 @@ fn main() -> anyhow::Result<()> {
                 commit_every,
                 dir,
             } => collect::run(accounts, days, workers, commit_every, tempfile_dir(dir)?).await,
+            Bench::Flight { rows, days, dir } => flight::run(rows, days, tempfile_dir(dir)?).await,
         }
     })
 }

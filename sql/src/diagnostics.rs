@@ -33,32 +33,35 @@ impl Span {
         }
     }
 
-    /// Convert sqlparser's span (line 0 means "unknown").
-    pub fn from_sqlparser(span: datafusion::sql::sqlparser::tokenizer::Span) -> Option<Self> {
-        (span.start.line > 0).then(|| Span {
+    /// From start and end (line, column) pairs; line 0 means "unknown". An empty span
+    /// becomes one character wide.
+    fn from_parts(start: (u64, u64), end: (u64, u64)) -> Option<Self> {
+        (start.0 > 0).then(|| Span {
             start: Location {
-                line: span.start.line,
-                column: span.start.column,
+                line: start.0,
+                column: start.1,
             },
             end: Location {
-                line: span.end.line.max(span.start.line),
-                column: span.end.column.max(span.start.column + 1),
+                line: end.0.max(start.0),
+                column: end.1.max(start.1 + 1),
             },
         })
     }
 
+    /// Convert sqlparser's span.
+    pub fn from_sqlparser(span: datafusion::sql::sqlparser::tokenizer::Span) -> Option<Self> {
+        Self::from_parts(
+            (span.start.line, span.start.column),
+            (span.end.line, span.end.column),
+        )
+    }
+
     /// Convert a DataFusion diagnostic's span.
     pub fn from_datafusion(span: &datafusion::common::Span) -> Option<Self> {
-        (span.start.line > 0).then(|| Span {
-            start: Location {
-                line: span.start.line,
-                column: span.start.column,
-            },
-            end: Location {
-                line: span.end.line.max(span.start.line),
-                column: span.end.column.max(span.start.column + 1),
-            },
-        })
+        Self::from_parts(
+            (span.start.line, span.start.column),
+            (span.end.line, span.end.column),
+        )
     }
 
     /// The position sqlparser appends to its messages: "… at Line: 1, Column: 8".

@@ -60,3 +60,19 @@ pub async fn build(warehouse: &Warehouse) {
         result.unwrap_or_else(|e| panic!("mart {mart}: {e}"));
     }
 }
+
+/// A fixture warehouse in a new temporary directory, at `<dir>/wh`, for tests that drive the
+/// binary (they are not async themselves).
+pub fn temp_warehouse() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = dir.path().join("wh");
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let warehouse = Warehouse::open(url.to_str().expect("utf-8 path"), &Default::default())
+                .await
+                .expect("open the fixture warehouse");
+            build(&warehouse).await;
+        });
+    dir
+}

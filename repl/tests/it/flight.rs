@@ -52,14 +52,7 @@ impl Drop for Server {
 
 /// A project around the fixture warehouse, with an admin and a reader granted marts only.
 fn project(serve: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let wh = dir.path().join("wh");
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let warehouse = engine::Warehouse::open(wh.to_str().unwrap(), &Default::default())
-            .await
-            .unwrap();
-        testdata::fixture::build(&warehouse).await;
-    });
+    let dir = testdata::fixture::temp_warehouse();
     let hash = |p: &str| sql::flight::auth::hash_password(p).unwrap();
     std::fs::write(
         dir.path().join("tidemark.toml"),

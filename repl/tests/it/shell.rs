@@ -9,19 +9,6 @@ use std::time::Duration;
 use rexpect::reader::Options;
 use rexpect::session::{spawn_with_options, PtySession};
 
-/// A fixture warehouse (testdata::fixture) in a temporary directory.
-fn fixture_warehouse() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let url = dir.path().join("wh");
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let warehouse = engine::Warehouse::open(url.to_str().unwrap(), &Default::default())
-            .await
-            .unwrap();
-        testdata::fixture::build(&warehouse).await;
-    });
-    dir
-}
-
 fn shell(dir: &Path) -> PtySession {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
     cmd.args(["sql", "-w"])
@@ -71,7 +58,7 @@ fn cpu_seconds(pid: i32) -> f64 {
 
 #[test]
 fn the_shell_completes_continues_times_cancels_and_remembers() {
-    let dir = fixture_warehouse();
+    let dir = testdata::fixture::temp_warehouse();
     let mut s = shell(dir.path());
 
     // Tab completes the table name; Enter before ';' continues the statement on a new line.

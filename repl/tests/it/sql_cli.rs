@@ -141,14 +141,8 @@ fn table_cells(text: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn every_output_format_round_trips_to_the_same_values() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testdata::fixture::temp_warehouse();
     let wh = dir.path().join("wh");
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let warehouse = engine::Warehouse::open(wh.to_str().unwrap(), &Default::default())
-            .await
-            .unwrap();
-        testdata::fixture::build(&warehouse).await;
-    });
     let query = "SELECT source, date, campaign_name, clicks, spend, conversions, \
                  CASE WHEN installs > 8 THEN NULL ELSE installs END AS installs \
                  FROM ad_performance ORDER BY source, date, campaign_id";

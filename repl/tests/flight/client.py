@@ -42,6 +42,17 @@ def query(conn, sql, params=None):
         cur.close()
 
 
+def table_names(conn):
+    """Every table the server lists (GetCatalogs, GetDbSchemas, GetTables), sorted."""
+    objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+    return sorted(
+        t["table_name"]
+        for c in objects
+        for s in (c["catalog_db_schemas"] or [])
+        for t in (s["db_schema_tables"] or [])
+    )
+
+
 def refused(fn):
     """The error text when fn fails, else None."""
     try:
@@ -54,13 +65,7 @@ def refused(fn):
 def smoke(url, user, password):
     out = {}
     with connect(url, user, password) as conn:
-        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
-        out["tables"] = sorted(
-            t["table_name"]
-            for c in objects
-            for s in (c["catalog_db_schemas"] or [])
-            for t in (s["db_schema_tables"] or [])
-        )
+        out["tables"] = table_names(conn)
         out["table_types"] = sorted(conn.adbc_get_table_types())
         schema = conn.adbc_get_table_schema("channel_daily", db_schema_filter="public")
         out["channel_daily_columns"] = schema.names
@@ -98,13 +103,7 @@ def auth(url, user, password, short_url):
 def grants(url, user, password):
     out = {}
     with connect(url, user, password) as conn:
-        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
-        out["tables"] = sorted(
-            t["table_name"]
-            for c in objects
-            for s in (c["catalog_db_schemas"] or [])
-            for t in (s["db_schema_tables"] or [])
-        )
+        out["tables"] = table_names(conn)
         out["granted"] = query(conn, "SELECT count(*) AS n FROM channel_daily").to_pylist()
         out["not_granted"] = refused(lambda: query(conn, "SELECT * FROM ad_performance"))
         out["not_granted_history"] = refused(lambda: query(conn, "DESCRIBE HISTORY ad_performance"))

@@ -16,8 +16,13 @@
 //! `flight`: DoGet throughput (MB/s of Arrow data, rows/s) of the Flight SQL service on
 //! loopback for a large table, one stream and day-split endpoints in parallel, against the
 //! Python ADBC client in the same run. Run: `cargo run --release -p tidemark-bench -- flight`
+//!
+//! `compaction`: query time on a fragmented table (one file per slice) against the same table
+//! after compaction, and the time compaction takes; prints the speed-up. Run:
+//! `cargo run --release -p tidemark-bench -- compaction`
 
 mod collect;
+mod compaction;
 mod flight;
 
 /// The same allocator as the `tidemark` binary, so figures match what it does.
@@ -82,6 +87,21 @@ enum Bench {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Query a fragmented table, compact it, query again; print both times and the speed-up.
+    Compaction {
+        /// Accounts (slices per day).
+        #[arg(long, default_value_t = 200)]
+        accounts: usize,
+        /// Days (partitions).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Rows per slice.
+        #[arg(long, default_value_t = 50)]
+        rows: usize,
+        /// Local directory for the warehouse (default: a temp dir).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Fetch a large table over Flight SQL; print MB/s and rows/s, and the Python ADBC peer.
     Flight {
         /// Rows in the table.
@@ -142,6 +162,12 @@ fn main() -> anyhow::Result<()> {
                 dir,
             } => collect::run(accounts, days, workers, commit_every, tempfile_dir(dir)?).await,
             Bench::Flight { rows, days, dir } => flight::run(rows, days, tempfile_dir(dir)?).await,
+            Bench::Compaction {
+                accounts,
+                days,
+                rows,
+                dir,
+            } => compaction::run(accounts, days, rows, tempfile_dir(dir)?).await,
         }
     })
 }

@@ -117,6 +117,14 @@ pub enum Error {
         minimum: String,
     },
 
+    /// Time travel to a version whose files a vacuum deleted.
+    #[error("table '{table}': version {version} can no longer be read, a vacuum deleted files it needs; the oldest readable version is {oldest}. Vacuum keeps removed files for its retention (`tidemark compact --vacuum --retain …`)")]
+    Vacuumed {
+        table: String,
+        version: u64,
+        oldest: u64,
+    },
+
     #[error("mart '{mart}': {problem}")]
     MartDefinition { mart: String, problem: String },
 

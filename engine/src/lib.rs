@@ -18,7 +18,9 @@
 //! - [`ledger`]: the slice ledger (`tidemark.slices`): when each slice was last replaced.
 //! - [`marts`]: SQL-defined marts, incremental refresh by day, data tests, seeds.
 //! - [`functions`]: ratio metrics (`ctr`, `cpc`, `cpi`, `cpa`, `roas`) as ratios of sums.
-//! - [`maintenance`]: compaction (bin-packing small files per partition) and checkpoints.
+//! - [`maintenance`]: restatement-aware compaction (settled days packed and clustered once),
+//!   checkpoints, and vacuum (with the oldest version time travel can still read).
+//! - [`audit`]: the restatement audit (`restatements(…)`): how a day's numbers changed per sync.
 //! - [`session`]: a DataFusion session whose catalog is the warehouse.
 //! - [`failpoint`]: named points where crash tests freeze the process.
 //!
@@ -27,6 +29,7 @@
 //! The files of a slice are then found from the Delta log alone (partition values plus account
 //! statistics), so a replace neither lists directories nor rewrites other slices' rows.
 
+pub mod audit;
 pub mod error;
 pub mod failpoint;
 pub mod functions;

@@ -40,6 +40,8 @@ pub struct SessionOptions {
     /// Bytes the session's queries may hold at once (sorts, joins, aggregates); past it a
     /// query fails with "Resources exhausted" instead of taking the process's memory.
     pub memory_limit: Option<usize>,
+    /// Read every table and mart as it was at this instant (`tidemark sql --as-of`).
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A query session over one warehouse.
@@ -73,6 +75,13 @@ impl WarehouseSession {
             None => SessionContext::new_with_config(config),
         };
         crate::functions::register(&ctx);
+        ctx.register_udtf(
+            "restatements",
+            Arc::new(crate::audit::RestatementsFunction {
+                warehouse: warehouse.clone(),
+                readable: options.readable.clone(),
+            }),
+        );
         let schema_of = |namespaces: &'static [Namespace], prefix: &'static str| {
             Arc::new(WarehouseSchema {
                 warehouse: warehouse.clone(),
@@ -80,6 +89,7 @@ impl WarehouseSession {
                 namespaces,
                 prefix,
                 readable: options.readable.clone(),
+                as_of: options.as_of,
                 names: RwLock::new(BTreeMap::new()),
             })
         };
@@ -174,6 +184,13 @@ impl WarehouseSession {
                 newest,
             });
         }
+        crate::maintenance::check_readable_version(
+            &self.schema.warehouse,
+            namespace,
+            name,
+            version,
+        )
+        .await?;
         let table = self
             .schema
             .warehouse
@@ -200,29 +217,7 @@ impl WarehouseSession {
     ) -> Result<Arc<dyn TableProvider>> {
         self.check_readable(name)?;
         let namespace = self.schema.warehouse.locate(name).await?;
-        let mut table = self.schema.warehouse.open_table(namespace, name).await?;
-        let newest = table.version().unwrap_or(0);
-        table
-            .load_with_datetime(at)
-            .await
-            .map_err(|_| crate::Error::NoSuchVersion {
-                name: name.to_string(),
-                asked: format!("as of {at} (before its first commit, or its log was cleaned up)"),
-                newest,
-            })?;
-        // deltalake falls back to the first version for an instant before it.
-        let loaded = table.version().unwrap_or(0);
-        let committed_ms = table
-            .snapshot()
-            .ok()
-            .and_then(|s| s.version_timestamp(loaded as _));
-        if committed_ms.is_some_and(|ms| ms > at.timestamp_millis()) {
-            return Err(crate::Error::NoSuchVersion {
-                name: name.to_string(),
-                asked: format!("as of {at} (that is before its first commit)"),
-                newest,
-            });
-        }
+        let table = open_at_time(&self.schema.warehouse, namespace, name, at).await?;
         self.provider_of(table).await
     }
 
@@ -269,6 +264,7 @@ struct WarehouseSchema {
     /// How this schema's names are written in statements ("" or "tidemark.").
     prefix: &'static str,
     readable: Option<ReadFilter>,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
     names: RwLock<BTreeMap<String, Namespace>>,
 }
 
@@ -346,11 +342,11 @@ impl SchemaProvider for WarehouseSchema {
         {
             return Ok(Some(ledger::empty_view()?));
         }
-        let table = self
-            .warehouse
-            .open_table(namespace, name)
-            .await
-            .map_err(DataFusionError::from)?;
+        let table = match self.as_of {
+            Some(at) => open_at_time(&self.warehouse, namespace, name, at).await,
+            None => self.warehouse.open_table(namespace, name).await,
+        }
+        .map_err(DataFusionError::from)?;
         self.register_store(&table)?;
         let provider = table
             .table_provider()
@@ -368,6 +364,41 @@ impl SchemaProvider for WarehouseSchema {
             .expect("table list lock")
             .contains_key(name)
     }
+}
+
+/// A table or mart as it was at instant `at`: the last version committed by then. An instant
+/// before its first commit, or a version a vacuum took files from, is an error naming it.
+pub async fn open_at_time(
+    warehouse: &Warehouse,
+    namespace: Namespace,
+    name: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<DeltaTable> {
+    let mut table = warehouse.open_table(namespace, name).await?;
+    let newest = table.version().unwrap_or(0);
+    table
+        .load_with_datetime(at)
+        .await
+        .map_err(|_| crate::Error::NoSuchVersion {
+            name: name.to_string(),
+            asked: format!("as of {at} (before its first commit, or its log was cleaned up)"),
+            newest,
+        })?;
+    // deltalake falls back to the first version for an instant before it.
+    let loaded = table.version().unwrap_or(0);
+    let committed_ms = table
+        .snapshot()
+        .ok()
+        .and_then(|s| s.version_timestamp(loaded as _));
+    if committed_ms.is_some_and(|ms| ms > at.timestamp_millis()) {
+        return Err(crate::Error::NoSuchVersion {
+            name: name.to_string(),
+            asked: format!("as of {at} (that is before its first commit)"),
+            newest,
+        });
+    }
+    crate::maintenance::check_readable_version(warehouse, namespace, name, loaded as u64).await?;
+    Ok(table)
 }
 
 /// Register one version of a table in a plain context under `alias` (for comparing versions).

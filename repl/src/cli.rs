@@ -40,6 +40,18 @@ pub enum Command {
     /// Serve the warehouse over Arrow Flight SQL (ADBC, JDBC: DBeaver, Tableau) with users,
     /// grants, TLS and limits from tidemark.toml.
     Serve(crate::commands::serve::ServeArgs),
+    /// Pack small files (z-ordering settled days by account and campaign), checkpoint, and
+    /// with --vacuum delete files no version within the retention reads.
+    ///
+    /// Days older than a source's restatement window (window_days) are settled: packed and
+    /// clustered once, then left alone. Days inside the window are bin-packed only; a sync
+    /// committing to a partition first makes compaction redo it (or skip it after 3 tries),
+    /// never lose a write. `tidemark run` compacts nightly at [schedule] compact_at.
+    Compact(crate::commands::compact::CompactArgs),
+    /// How one day's numbers changed as the platforms restated them: a chart of the day's
+    /// installs and spend after each sync that changed it, then the changes per account and
+    /// campaign. In SQL: SELECT * FROM restatements('ad_performance', date => '2026-11-01').
+    History(crate::commands::history::HistoryArgs),
     /// Manage the Flight SQL users in tidemark.toml.
     User(crate::commands::user::UserArgs),
     /// Replace the slices found in data files (CSV, JSON lines or Parquet) in one commit.

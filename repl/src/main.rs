@@ -24,6 +24,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init(cli.verbose, cli.log_format);
+    // Both rustls back ends are linked (ring for tonic, aws-lc-rs via the S3 client); name one
+    // for the process, or the first TLS server or client config panics choosing.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

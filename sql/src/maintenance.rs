@@ -19,13 +19,8 @@ fn one_row(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<Vec<RecordBatch
 pub async fn optimize(session: &WarehouseSession, table: &str) -> Result<Vec<RecordBatch>, Error> {
     let warehouse = session.warehouse();
     let namespace = warehouse.locate(table).await?;
-    let report = maintenance::compact(
-        warehouse,
-        namespace,
-        table,
-        maintenance::DEFAULT_TARGET_SIZE,
-    )
-    .await?;
+    let options = maintenance::CompactOptions::default();
+    let report = maintenance::compact(warehouse, namespace, table, &options, &|_, _| {}).await?;
     let u64s = |v: u64| Arc::new(UInt64Array::from(vec![v])) as ArrayRef;
     one_row(
         vec![
@@ -35,15 +30,17 @@ pub async fn optimize(session: &WarehouseSession, table: &str) -> Result<Vec<Rec
             Field::new("bytes_before", DataType::UInt64, false),
             Field::new("bytes_after", DataType::UInt64, false),
             Field::new("partitions_compacted", DataType::UInt64, false),
+            Field::new("partitions_skipped", DataType::UInt64, false),
             Field::new("version", DataType::UInt64, true),
         ],
         vec![
-            Arc::new(StringArray::from(vec![report.table])),
+            Arc::new(StringArray::from(vec![report.table.clone()])),
             u64s(report.files_before as u64),
             u64s(report.files_after as u64),
             u64s(report.bytes_before),
             u64s(report.bytes_after),
-            u64s(report.partitions_compacted),
+            u64s(report.partitions_compacted()),
+            u64s(report.skipped.len() as u64),
             Arc::new(UInt64Array::from(vec![report.version])),
         ],
     )

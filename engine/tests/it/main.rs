@@ -6,6 +6,7 @@ extern crate tidemark_engine as engine;
 mod bad_input;
 mod checkpoint;
 mod isolation;
+mod maintenance;
 mod mixed;
 mod property;
 mod support;

@@ -1,6 +1,8 @@
 //! Subcommands. Each module exports its `Args` and an async `run`.
 
+pub mod compact;
 pub mod demo;
+pub mod history;
 pub mod init;
 pub mod load;
 pub mod mart;
@@ -21,6 +23,8 @@ use crate::cli::Command;
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Compact(args) => compact::run(args).await,
+        Command::History(args) => history::run(args).await,
         Command::Sql(args) => sql::run(args).await,
         Command::Load(args) => load::run(args).await,
         Command::Sync(args) => sync::run(args).await,

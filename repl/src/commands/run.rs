@@ -240,13 +240,12 @@ impl Cycle<'_> {
     }
 
     /// Compact every table (the nightly maintenance).
-    async fn compact(&self) {
-        match engine::maintenance::compact_all(
-            self.warehouse,
-            engine::maintenance::DEFAULT_TARGET_SIZE,
-        )
-        .await
-        {
+    async fn compact(&self, today: chrono::NaiveDate) {
+        let options = engine::maintenance::CompactOptions {
+            settled: super::compact::settled_days(self.sources, today),
+            ..Default::default()
+        };
+        match engine::maintenance::compact_all(self.warehouse, &options).await {
             Ok(reports) => {
                 self.metrics.record_task("compaction", true);
                 let before: usize = reports.iter().map(|r| r.files_before).sum();
@@ -361,7 +360,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             break;
         }
         if !signals.stopping && clock.now() >= next_compaction {
-            if signals.guard("compaction", cycle.compact()).await.is_none() {
+            if signals
+                .guard("compaction", cycle.compact(clock.now().date_naive()))
+                .await
+                .is_none()
+            {
                 break;
             }
             next_compaction = schedule.next_compaction(clock.now());

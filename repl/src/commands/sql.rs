@@ -45,6 +45,18 @@ pub struct SqlArgs {
     /// user's data directory (~/.local/share on Linux).
     #[arg(long, value_name = "FILE")]
     pub history: Option<std::path::PathBuf>,
+
+    /// Read every table and mart as it was at this instant, for the whole session: RFC 3339
+    /// (2026-11-20T09:00:00Z), "2026-11-20 09:00:00" (UTC) or a date (its start, UTC).
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_instant)]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `--as-of`: an instant as time travel takes it (RFC 3339, or UTC date and time).
+fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    sql::time_travel::parse_instant(text.trim()).ok_or_else(|| {
+        format!("'{text}' is not an instant: use 2026-11-20T09:00:00Z, '2026-11-20 09:00:00' (UTC) or 2026-11-20")
+    })
 }
 
 /// Rows the shell shows when not told otherwise.
@@ -96,7 +108,11 @@ async fn open(project: &ProjectArgs) -> anyhow::Result<engine::Warehouse> {
 pub async fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
     let input = input(&args)?;
     let warehouse = open(&args.project).await?;
-    let session = WarehouseSession::new(warehouse).await?;
+    let options = engine::session::SessionOptions {
+        as_of: args.as_of,
+        ..Default::default()
+    };
+    let session = WarehouseSession::with_options(warehouse, options).await?;
     let statements = match input {
         Input::Shell => {
             let settings = shell::Settings {

@@ -46,6 +46,12 @@ pub struct SyncArgs {
     #[arg(long, env = "TIDEMARK_TODAY")]
     pub today: Option<NaiveDate>,
 
+    /// Allow --from/--to to reach settled days (older than a source's restatement window).
+    /// Settled days are frozen: a sync rewriting them is refused unless it is an explicit
+    /// backfill like this (or `tidemark backfill`).
+    #[arg(long, requires = "from")]
+    pub backfill: bool,
+
     /// Name the run (default: UTC time plus a random suffix).
     #[arg(long, conflicts_with_all = ["replay", "resume"])]
     pub run: Option<String>,
@@ -274,6 +280,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                 ),
                 _ => None,
             };
+            if let (Some(window), false) = (explicit, args.backfill) {
+                refuse_settled_days(&sources, window, today)?;
+            }
             let windows: Vec<Window> = sources
                 .iter()
                 .map(|s| explicit.unwrap_or_else(|| Window::trailing_days(today, s.window_days())))
@@ -383,6 +392,33 @@ fn print_summary(report: &SyncReport) {
     }
 }
 
+/// The settled-day guard: days older than a source's restatement window are frozen, so a
+/// sync whose range reaches one is refused (an explicit backfill may rewrite them).
+fn refuse_settled_days(
+    sources: &[connectors::config::ResolvedSource],
+    window: Window,
+    today: NaiveDate,
+) -> anyhow::Result<()> {
+    for source in sources {
+        let window_start = Window::trailing_days(today, source.window_days()).since;
+        if window.since < window_start {
+            let last_settled = window_start.pred_opt().unwrap_or(window_start);
+            bail!(
+                "{} to {} is settled for {} (older than its {}-day restatement window, which starts {window_start}); \
+                 settled days are frozen. To rewrite them on purpose run an explicit backfill: \
+                 tidemark backfill --from {} --to {} (or add --backfill)",
+                window.since,
+                window.until.min(last_settled),
+                source.name,
+                source.window_days(),
+                window.since,
+                window.until
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Arguments of `tidemark backfill`.
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
@@ -435,6 +471,7 @@ pub async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         from: Some(args.from),
         to: Some(args.to),
         today: None,
+        backfill: true,
         run: args.run,
         replay: None,
         resume: None,

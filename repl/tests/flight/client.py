@@ -6,6 +6,9 @@
   client.py grants URL USER PASSWORD
   client.py load   URL USER PASSWORD CLIENTS SECONDS
   client.py memory URL USER PASSWORD
+  client.py split  URL USER PASSWORD
+  client.py cancel URL USER PASSWORD
+  client.py tls    URL USER PASSWORD ROOT_CERT_PEM_FILE
 """
 
 import json
@@ -20,8 +23,10 @@ import pyarrow.flight as flight
 HEADER = adbc_driver_flightsql.DatabaseOptions.AUTHORIZATION_HEADER.value
 
 
-def connect(url, user=None, password=None, header=None):
+def connect(url, user=None, password=None, header=None, root_certs=None):
     kwargs = {}
+    if root_certs is not None:
+        kwargs[adbc_driver_flightsql.DatabaseOptions.TLS_ROOT_CERTS.value] = root_certs
     if user is not None:
         kwargs["username"] = user
         kwargs["password"] = password
@@ -194,6 +199,99 @@ def memory(url, user, password):
     return out
 
 
+SPLIT_QUERY = "SELECT date, source, campaign_id, ad_id, clicks, installs FROM ad_performance"
+
+
+def split(url, user, password):
+    """A big result offered as several endpoints: ADBC's partitioned execution reads each
+    endpoint on its own, and together they hold exactly the rows of the whole result."""
+    out = {}
+    with connect(url, user, password) as conn:
+        cur = conn.cursor()
+        partitions, _schema = cur.adbc_execute_partitions(SPLIT_QUERY)
+        out["partitions"] = len(partitions)
+        parts = []
+        for partition in partitions:
+            cur.adbc_read_partition(partition)
+            parts.append(cur.fetch_arrow_table().to_pylist())
+        cur.close()
+        whole = query(conn, SPLIT_QUERY).to_pylist()
+    out["part_rows"] = [len(p) for p in parts]
+    out["whole_rows"] = len(whole)
+    key = lambda row: json.dumps(row, default=str, sort_keys=True)  # noqa: E731
+    out["same_rows"] = sorted(map(key, (r for p in parts for r in p))) == sorted(map(key, whole))
+    out["days_per_part"] = [len({r["date"] for r in p}) for p in parts]
+    return out
+
+
+def protobuf_field(number, payload):
+    """One length-delimited protobuf field (wire type 2)."""
+    tag, length, size = (number << 3) | 2, b"", len(payload)
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        length += bytes([byte | (0x80 if size else 0)])
+        if not size:
+            break
+    return bytes([tag]) + length + payload
+
+
+def statement_query(sql):
+    """A Flight SQL CommandStatementQuery packed in google.protobuf.Any, as a descriptor command."""
+    command = protobuf_field(1, sql.encode())
+    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+    return protobuf_field(1, type_url) + protobuf_field(2, command)
+
+
+def cancel(url, user, password):
+    """A long query cancelled with the CancelFlightInfo action while its DoGet streams: the
+    reader gets a cancellation error promptly and the server serves the next query."""
+    out = {}
+    client = flight.FlightClient(url)
+    options = flight.FlightCallOptions(headers=[client.authenticate_basic_token(user, password)])
+    descriptor = flight.FlightDescriptor.for_command(statement_query("SELECT count(*) AS n FROM range(1, 1000000000000)"))
+    info = client.get_flight_info(descriptor, options)
+    action = flight.Action("CancelFlightInfo", protobuf_field(1, info.serialize()))
+    sent = {}
+
+    def cancel_soon():
+        time.sleep(1.5)
+        sent["at"] = time.monotonic()
+        sent["answers"] = [r.body.to_pybytes() for r in client.do_action(action, options)]
+
+    canceller = threading.Thread(target=cancel_soon)
+    canceller.start()
+    # pyarrow reports a CANCELLED stream as KeyboardInterrupt (its code for an interrupted
+    # call), raised here in the main thread: catch everything.
+    try:
+        client.do_get(info.endpoints[0].ticket, options).read_all()
+        out["error"] = None
+    except BaseException as e:  # noqa: BLE001
+        out["error"] = f"{type(e).__name__}: {e}"
+    ended = time.monotonic()
+    canceller.join(30)
+    out["running_before_cancel"] = "at" in sent
+    answers = sent.get("answers", [])
+    # CancelFlightInfoResult { status = 1 (CANCELLED) } is the two bytes 08 01.
+    out["cancel_status"] = answers[0].hex() if answers else None
+    out["stopped_within_s"] = round(ended - sent.get("at", float("-inf")), 2)
+    out["cancel_again"] = [r.body.to_pybytes().hex() for r in client.do_action(action, options)][0]
+    with connect(url, user, password) as conn:
+        out["after"] = query(conn, "SELECT 1 AS one").to_pylist()
+    return out
+
+
+def tls(url, user, password, root_cert_file):
+    """Over TLS with the server's certificate as the trusted root; plain text is refused."""
+    root = open(root_cert_file).read()
+    out = {}
+    with connect(url, user, password, root_certs=root) as conn:
+        out["query"] = query(conn, "SELECT count(*) AS n FROM ad_performance").to_pylist()
+    plain = url.replace("grpc+tls://", "grpc://")
+    out["plaintext"] = refused(lambda: query(connect(plain, user, password), "SELECT 1"))
+    out["untrusted"] = refused(lambda: query(connect(url, user, password), "SELECT 1"))
+    return out
+
+
 def main():
     mode, url, user, password, *rest = sys.argv[1:]
     if mode == "smoke":
@@ -206,6 +304,12 @@ def main():
         out = load(url, user, password, int(rest[0]), float(rest[1]))
     elif mode == "memory":
         out = memory(url, user, password)
+    elif mode == "split":
+        out = split(url, user, password)
+    elif mode == "cancel":
+        out = cancel(url, user, password)
+    elif mode == "tls":
+        out = tls(url, user, password, rest[0])
     else:
         raise SystemExit(f"unknown mode {mode}")
     print(json.dumps(out, default=str))

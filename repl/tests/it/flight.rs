@@ -78,15 +78,21 @@ fn serve(project: &Path) -> Server {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stdout = child.stdout.take().unwrap();
+    // Owned by a Server from here, so a failed start still stops the process.
+    let mut server = Server {
+        child,
+        url: String::new(),
+    };
+    let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().expect("serve prints its address").unwrap();
-    let url = first
+    server.url = first
         .split_whitespace()
-        .find(|w| w.starts_with("grpc://"))
+        .find(|w| w.starts_with("grpc://") || w.starts_with("grpc+tls://"))
         .unwrap_or_else(|| panic!("no address in {first:?}"))
         .to_string();
     std::thread::spawn(move || for _ in lines {});
-    Server { child, url }
+    server
 }
 
 fn client_script() -> PathBuf {
@@ -264,4 +270,103 @@ fn serve_needs_users() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no users"));
+}
+
+#[test]
+fn a_big_result_is_offered_as_day_parts_that_add_up() {
+    // 12 rows over 3 days; past 4 rows a result is split.
+    let dir = project("split_rows = 4");
+    let server = serve(dir.path());
+    let out = client(&["split", &server.url, ADMIN.0, ADMIN.1]);
+    assert_eq!(out["partitions"], 3, "{out}");
+    assert_eq!(out["part_rows"], serde_json::json!([4, 4, 4]), "{out}");
+    assert_eq!(out["days_per_part"], serde_json::json!([1, 1, 1]), "{out}");
+    assert_eq!(out["whole_rows"], 12);
+    assert_eq!(out["same_rows"], true);
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[test]
+fn cancel_flight_info_stops_a_running_query() {
+    let dir = project("");
+    let server = serve(dir.path());
+    let out = client(&["cancel", &server.url, ADMIN.0, ADMIN.1]);
+    assert_eq!(out["running_before_cancel"], true, "{out}");
+    assert_eq!(out["cancel_status"], "0801", "CANCELLED: {out}");
+    // The reader's stream ended in an error (pyarrow calls a CANCELLED status KeyboardInterrupt).
+    let error = text(&out["error"]).to_lowercase();
+    assert!(
+        error.contains("cancel") || error.contains("keyboardinterrupt"),
+        "{out}"
+    );
+    let stopped = out["stopped_within_s"].as_f64().unwrap();
+    assert!(
+        (0.0..5.0).contains(&stopped),
+        "the reader saw the end {stopped} s after the cancel"
+    );
+    // Nothing left to cancel: NOT_CANCELLABLE (3).
+    assert_eq!(out["cancel_again"], "0803", "{out}");
+    assert_eq!(out["after"], serde_json::json!([{"one": 1}]));
+    // The query really stopped: the server is idle, not still counting.
+    let before = cpu_seconds(server.pid());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let burnt = cpu_seconds(server.pid()) - before;
+    assert!(
+        burnt < 0.5,
+        "server used {burnt} CPU-s in 2 s after the cancel"
+    );
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: (certificate, key) PEM paths.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (apt-get install openssl)");
+    assert!(status.success(), "openssl req failed");
+    (cert, key)
+}
+
+#[test]
+fn tls_serves_trusting_clients_and_refuses_plain_text() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path());
+    let dir = project(&format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"",
+        cert.display(),
+        key.display()
+    ));
+    let server = serve(dir.path());
+    assert!(server.url.starts_with("grpc+tls://"), "{}", server.url);
+    let out = client(&["tls", &server.url, ADMIN.0, ADMIN.1, cert.to_str().unwrap()]);
+    assert_eq!(out["query"], serde_json::json!([{"n": 12}]), "{out}");
+    assert!(!out["plaintext"].is_null(), "plain text was served: {out}");
+    assert!(
+        !out["untrusted"].is_null(),
+        "an untrusted certificate was accepted: {out}"
+    );
 }

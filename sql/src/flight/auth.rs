@@ -105,6 +105,8 @@ struct Failures {
 /// Checks passwords and tokens.
 pub struct Authenticator {
     accounts: BTreeMap<String, Account>,
+    /// Checked for unknown user names, so they cost as much as a wrong password.
+    stand_in_hash: String,
     secret: [u8; 32],
     ttl: Duration,
     failures: Mutex<HashMap<String, Failures>>,
@@ -144,8 +146,10 @@ impl Authenticator {
         }
         let mut secret = [0u8; 32];
         OsRng.fill_bytes(&mut secret);
+        let stand_in_hash = hash_password(&format!("{:x?}", &secret[..8]))?;
         Ok(Authenticator {
             accounts,
+            stand_in_hash,
             secret,
             ttl,
             failures: Mutex::new(HashMap::new()),
@@ -172,13 +176,29 @@ impl Authenticator {
             tracing::warn!(user = name, "login refused: locked out after failed logins");
             return Err(AuthError::LockedOut(wait.as_secs().max(1)));
         }
-        let verified = self.accounts.get(name).is_some_and(|account| {
-            PasswordHash::new(&account.hash).is_ok_and(|hash| {
+        // An unknown name is checked against a stand-in hash, so it takes as long as a wrong
+        // password and the timing does not tell which user names exist.
+        let (known, hash) = match self.accounts.get(name) {
+            Some(account) => (true, account.hash.as_str()),
+            None => (false, self.stand_in_hash.as_str()),
+        };
+        let check = || {
+            PasswordHash::new(hash).is_ok_and(|hash| {
                 Argon2::default()
                     .verify_password(password.as_bytes(), &hash)
                     .is_ok()
             })
-        });
+        };
+        // Argon2 takes tens of milliseconds of CPU: on a multi-threaded runtime, let the other
+        // requests on this worker move to another thread meanwhile.
+        let multi_threaded = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let matches = if multi_threaded {
+            tokio::task::block_in_place(check)
+        } else {
+            check()
+        };
+        let verified = known && matches;
         if verified {
             self.failures.lock().expect("failures lock").remove(name);
             tracing::info!(user = name, "login");

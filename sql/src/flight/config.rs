@@ -34,9 +34,9 @@ pub struct ServeConfig {
     pub addr: String,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "duration_text")]
     pub token_ttl: Duration,
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "duration_text")]
     pub query_timeout: Duration,
     /// Bytes, or a size like "512MiB" / "2GiB".
     pub memory_limit: ByteSize,
@@ -111,38 +111,15 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// Durations written like "30s", "5m", "12h".
-mod humantime_serde_compat {
+/// Durations written like "30s", "5m", "12h" or "1h 30m" (humantime).
+mod duration_text {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        parse(&text).map_err(serde::de::Error::custom)
-    }
-
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("'{text}' needs a unit: s, m, h or d"))?;
-        let (number, unit) = text.split_at(split);
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("'{text}' is not a duration like 30s, 5m or 12h"))?;
-        let seconds = match unit {
-            "s" => n,
-            "m" => n * 60,
-            "h" => n * 3600,
-            "d" => n * 86400,
-            other => {
-                return Err(format!(
-                    "unknown unit '{other}' in '{text}': use s, m, h or d"
-                ))
-            }
-        };
-        Ok(Duration::from_secs(seconds))
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -201,9 +178,10 @@ impl FlightConfig {
     }
 }
 
-/// Parse a duration like "30s", "5m", "12h", "1d".
+/// Parse a duration like "30s", "5m", "12h", "1d" or "1h 30m".
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime_serde_compat::parse(text)
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("'{text}' is not a duration like 30s, 5m or 12h ({e})"))
 }
 
 #[cfg(test)]
@@ -219,7 +197,11 @@ mod tests {
             .unwrap_err()
             .contains("unknown size unit"));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert!(parse_duration("5").unwrap_err().contains("needs a unit"));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
+        assert!(parse_duration("5")
+            .unwrap_err()
+            .contains("not a duration like"));
     }
 
     #[test]

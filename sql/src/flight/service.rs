@@ -159,6 +159,7 @@ impl TidemarkFlightSql {
         let options = SessionOptions {
             readable: Some(Arc::new(move |name: &str| grants.allows(name))),
             memory_limit: Some(self.config.memory_limit.0),
+            as_of: None,
         };
         WarehouseSession::with_options(self.warehouse.clone(), options)
             .await

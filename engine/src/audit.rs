@@ -101,7 +101,7 @@ async fn versions_touching(
     first: u64,
 ) -> Result<Vec<Touch>> {
     let store = table.log_store();
-    let newest = table.version().unwrap_or(0) as u64;
+    let newest = table.version().unwrap_or(0);
     let mut touches = Vec::new();
     for version in first..=newest {
         let Some(bytes) = store

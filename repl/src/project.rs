@@ -38,6 +38,15 @@ impl ProjectArgs {
         ProjectConfig::load(&path).map_err(anyhow::Error::msg)
     }
 
+    /// `tidemark.toml`, or defaults when there is none but --warehouse names the warehouse
+    /// (for commands that need no sources).
+    pub fn config_or_default(&self) -> anyhow::Result<ProjectConfig> {
+        if self.warehouse.is_some() && !self.project.join("tidemark.toml").exists() {
+            return Ok(ProjectConfig::default());
+        }
+        self.config()
+    }
+
     /// The warehouse URL: the flag, else the config's (relative to the project directory).
     pub fn warehouse_url(&self, config: &ProjectConfig) -> anyhow::Result<String> {
         if let Some(url) = &self.warehouse {

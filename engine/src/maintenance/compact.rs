@@ -292,7 +292,7 @@ pub async fn compact(
                 .map_err(|e| Error::delta(name, e))?;
             report.window_partitions = metrics.partitions_optimized;
             if packed.version() != before {
-                report.version = packed.version().map(|v| v as u64);
+                report.version = packed.version();
             }
             table = packed;
             progress(1, 1);
@@ -388,7 +388,7 @@ async fn pack_unit(
 
 fn record(report: &mut CompactReport, unit: &Unit, days: u64, packed: &Option<DeltaTable>) {
     if let Some(table) = packed {
-        report.version = table.version().map(|v| v as u64);
+        report.version = table.version();
         if unit.settled {
             report.settled_partitions += days;
         } else {

@@ -117,7 +117,7 @@ async fn newest_removal(
         return Ok(known);
     }
     let store = table.log_store();
-    let newest = table.version().unwrap_or(0) as u64;
+    let newest = table.version().unwrap_or(0);
     let mut version = newest;
     loop {
         if known.is_some_and(|k| version <= k) {

@@ -157,7 +157,7 @@ fn print_vacuum(report: &VacuumReport) {
 }
 
 pub async fn run(args: CompactArgs) -> anyhow::Result<ExitCode> {
-    let config = args.project.config()?;
+    let config = args.project.config_or_default()?;
     let sources = config.sources().map_err(anyhow::Error::msg)?;
     let warehouse = args.project.open(&config).await?;
     let today = args

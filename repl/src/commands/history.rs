@@ -57,12 +57,22 @@ fn bar(value: f64, max: f64) -> String {
     text
 }
 
-/// The day's totals after each version that changed it: (version, committed at, installs,
-/// spend), from the audit rows (each cell keeps its value until a later row changes it).
-fn totals(batches: &[RecordBatch]) -> anyhow::Result<Vec<(u64, Option<i64>, f64, f64)>> {
+/// The day's totals after one version that changed it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Point {
+    version: u64,
+    /// Commit time, ms since the epoch.
+    committed_ms: Option<i64>,
+    installs: f64,
+    spend: f64,
+}
+
+/// The day's totals after each version that changed it, from the audit rows (each cell keeps
+/// its value until a later row changes it).
+fn totals(batches: &[RecordBatch]) -> anyhow::Result<Vec<Point>> {
     use std::collections::BTreeMap;
     let mut cells: BTreeMap<(String, String, String), (f64, f64)> = BTreeMap::new();
-    let mut out: Vec<(u64, Option<i64>, f64, f64)> = Vec::new();
+    let mut out: Vec<Point> = Vec::new();
     for batch in batches {
         let column = |name: &str| {
             batch
@@ -99,10 +109,15 @@ fn totals(batches: &[RecordBatch]) -> anyhow::Result<Vec<(u64, Option<i64>, f64,
             let (i, s) = cells
                 .values()
                 .fold((0.0, 0.0), |(i, s), (ci, cs)| (i + ci, s + cs));
-            let committed = (!at.is_null(row)).then(|| at.value(row));
+            let point = Point {
+                version,
+                committed_ms: (!at.is_null(row)).then(|| at.value(row)),
+                installs: i,
+                spend: s,
+            };
             match out.last_mut() {
-                Some(last) if last.0 == version => *last = (version, committed, i, s),
-                _ => out.push((version, committed, i, s)),
+                Some(last) if last.version == version => *last = point,
+                _ => out.push(point),
             }
         }
     }
@@ -116,9 +131,9 @@ fn when(ms: Option<i64>) -> String {
 }
 
 /// The chart: one line per version, installs and spend as bars against their peaks.
-fn chart(points: &[(u64, Option<i64>, f64, f64)]) -> String {
-    let max_installs = points.iter().map(|p| p.2).fold(0.0, f64::max);
-    let max_spend = points.iter().map(|p| p.3).fold(0.0, f64::max);
+fn chart(points: &[Point]) -> String {
+    let max_installs = points.iter().map(|p| p.installs).fold(0.0, f64::max);
+    let max_spend = points.iter().map(|p| p.spend).fold(0.0, f64::max);
     let mut text = format!(
         "{:<18} {:>8}  {:<width$}  {:>14}  {}\n",
         "synced at (UTC)",
@@ -128,15 +143,15 @@ fn chart(points: &[(u64, Option<i64>, f64, f64)]) -> String {
         "",
         width = BAR_WIDTH + 10
     );
-    for (version, at, installs, spend) in points {
+    for point in points {
         text.push_str(&format!(
             "{:<18} {:>8}  {:>9} {:<width$}  {:>14.2}  {}\n",
-            when(*at),
-            version,
-            *installs as i64,
-            bar(*installs, max_installs),
-            spend,
-            bar(*spend, max_spend),
+            when(point.committed_ms),
+            point.version,
+            point.installs as i64,
+            bar(point.installs, max_installs),
+            point.spend,
+            bar(point.spend, max_spend),
             width = BAR_WIDTH
         ));
     }
@@ -144,7 +159,7 @@ fn chart(points: &[(u64, Option<i64>, f64, f64)]) -> String {
 }
 
 pub async fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
-    let config = args.project.config()?;
+    let config = args.project.config_or_default()?;
     let warehouse = args.project.open(&config).await?;
     let request = AuditRequest {
         table: args.table.clone(),

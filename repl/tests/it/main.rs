@@ -5,6 +5,7 @@ mod demo;
 mod distributed;
 mod flight;
 mod interop;
+mod maintenance;
 mod marts;
 mod resume;
 mod scheduler;

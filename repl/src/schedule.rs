@@ -7,6 +7,7 @@
 //! history_days = 90          # days kept complete: missing or stale days are backfilled
 //! max_backfill_days = 62     # backfilled days per account turn, per cycle
 //! compact_at = "03:00"       # nightly compaction, UTC
+//! vacuum_retain = "7d"       # then delete files no version this recent reads ("off": keep all)
 //! ```
 
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ struct ScheduleToml {
     history_days: Option<u64>,
     max_backfill_days: Option<usize>,
     compact_at: Option<String>,
+    vacuum_retain: Option<String>,
 }
 
 /// The scheduler's settings, with defaults applied.
@@ -32,6 +34,8 @@ pub struct Schedule {
     pub history_days: u64,
     pub max_backfill_days: usize,
     pub compact_at: NaiveTime,
+    /// After the nightly compaction, vacuum with this retention; `None`: never vacuum.
+    pub vacuum_retain: Option<Duration>,
 }
 
 impl Schedule {
@@ -63,8 +67,23 @@ impl Schedule {
             })?,
             None => NaiveTime::from_hms_opt(3, 0, 0).expect("valid time"),
         };
+        let vacuum_retain = match section.vacuum_retain.as_deref() {
+            Some("off") => None,
+            Some(text) => {
+                let retain = humantime::parse_duration(text).with_context(|| {
+                    format!("[schedule] vacuum_retain = {text:?} is not a duration like \"7d\" (or \"off\")")
+                })?;
+                anyhow::ensure!(
+                    retain >= engine::maintenance::DEFAULT_RETENTION,
+                    "[schedule] vacuum_retain = {text:?} is shorter than the 7-day minimum: time travel and writers in flight could lose files"
+                );
+                Some(retain)
+            }
+            None => Some(engine::maintenance::DEFAULT_RETENTION),
+        };
         Ok(Schedule {
             sync_every,
+            vacuum_retain,
             history_days: section.history_days.unwrap_or(Self::DEFAULT_HISTORY_DAYS),
             max_backfill_days: section
                 .max_backfill_days

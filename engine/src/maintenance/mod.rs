@@ -9,5 +9,6 @@ pub use compact::{
     DEFAULT_WINDOW_DAYS,
 };
 pub use vacuum::{
-    check_readable_version, oldest_readable_version, vacuum, VacuumReport, DEFAULT_RETENTION,
+    check_readable_version, oldest_readable_version, vacuum, vacuum_all, VacuumReport,
+    DEFAULT_RETENTION,
 };

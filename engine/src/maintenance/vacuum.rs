@@ -232,6 +232,17 @@ pub async fn vacuum(
     })
 }
 
+/// Vacuum every table, mart and system table with `retention` (refused under the default).
+pub async fn vacuum_all(warehouse: &Warehouse, retention: Duration) -> Result<Vec<VacuumReport>> {
+    let mut reports = Vec::new();
+    for namespace in [Namespace::Tables, Namespace::Marts, Namespace::System] {
+        for name in warehouse.list(namespace).await? {
+            reports.push(vacuum(warehouse, namespace, &name, retention, false, false).await?);
+        }
+    }
+    Ok(reports)
+}
+
 fn humanize_hours(d: Duration) -> String {
     let hours = d.as_secs() / 3600;
     if hours.is_multiple_of(24) && hours > 0 {

@@ -256,10 +256,32 @@ impl Cycle<'_> {
                     files_after = after,
                     "nightly compaction finished"
                 );
+                if let Some(retain) = self.schedule.vacuum_retain {
+                    self.vacuum(retain).await;
+                }
             }
             Err(e) => {
                 self.metrics.record_task("compaction", false);
                 tracing::error!(error = %e, "nightly compaction failed");
+            }
+        }
+    }
+
+    /// Delete the files no version within `retain` reads (after the nightly compaction).
+    async fn vacuum(&self, retain: std::time::Duration) {
+        match engine::maintenance::vacuum_all(self.warehouse, retain).await {
+            Ok(reports) => {
+                self.metrics.record_task("vacuum", true);
+                let files: usize = reports.iter().map(|r| r.files.len()).sum();
+                tracing::info!(
+                    tables = reports.len(),
+                    files_deleted = files,
+                    "nightly vacuum finished"
+                );
+            }
+            Err(e) => {
+                self.metrics.record_task("vacuum", false);
+                tracing::error!(error = %e, "nightly vacuum failed");
             }
         }
     }

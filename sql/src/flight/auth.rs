@@ -107,9 +107,39 @@ pub struct Authenticator {
     accounts: BTreeMap<String, Account>,
     /// Checked for unknown user names, so they cost as much as a wrong password.
     stand_in_hash: String,
+    check_slots: CheckSlots,
     secret: [u8; 32],
     ttl: Duration,
     failures: Mutex<HashMap<String, Failures>>,
+}
+
+/// A counting semaphore for password checks, which block their thread.
+struct CheckSlots {
+    free: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl CheckSlots {
+    fn new(slots: usize) -> Self {
+        CheckSlots {
+            free: Mutex::new(slots.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Run `check` once a slot is free.
+    fn run<T>(&self, check: impl FnOnce() -> T) -> T {
+        let mut free = self.free.lock().expect("check slots lock");
+        while *free == 0 {
+            free = self.freed.wait(free).expect("check slots lock");
+        }
+        *free -= 1;
+        drop(free);
+        let result = check();
+        *self.free.lock().expect("check slots lock") += 1;
+        self.freed.notify_one();
+        result
+    }
 }
 
 /// Hash a password for the config (`tidemark user add`).
@@ -150,6 +180,9 @@ impl Authenticator {
         Ok(Authenticator {
             accounts,
             stand_in_hash,
+            check_slots: CheckSlots::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ),
             secret,
             ttl,
             failures: Mutex::new(HashMap::new()),
@@ -189,14 +222,16 @@ impl Authenticator {
                     .is_ok()
             })
         };
-        // Argon2 takes tens of milliseconds of CPU: on a multi-threaded runtime, let the other
-        // requests on this worker move to another thread meanwhile.
+        // Argon2 takes tens of milliseconds of CPU and 19 MiB: on a multi-threaded runtime, let
+        // the other requests on this worker move to another thread meanwhile, and run only as
+        // many checks at once as there are cores (50 clients logging in together would
+        // otherwise hold a gigabyte).
         let multi_threaded = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let matches = if multi_threaded {
-            tokio::task::block_in_place(check)
+            tokio::task::block_in_place(|| self.check_slots.run(check))
         } else {
-            check()
+            self.check_slots.run(check)
         };
         let verified = known && matches;
         if verified {

@@ -255,6 +255,14 @@ pub async fn compact(
                     .is_ok_and(|d| options.settled.is_settled(&source, d));
                 units.entry((settled, source)).or_default().push(day);
             }
+            let packer = Packer {
+                warehouse,
+                namespace,
+                name,
+                layout: &layout,
+                cluster: &cluster,
+                options,
+            };
             let mut done = 0;
             progress(done, total);
             for ((settled, source), days) in units {
@@ -263,17 +271,7 @@ pub async fn compact(
                     source,
                     days,
                 };
-                let packed = pack_unit(
-                    warehouse,
-                    namespace,
-                    name,
-                    &layout,
-                    &unit,
-                    &cluster,
-                    options,
-                    &mut report,
-                )
-                .await?;
+                let packed = packer.pack_unit(&unit, &mut report).await?;
                 if let Some(packed) = packed {
                     table = packed;
                 }
@@ -327,63 +325,121 @@ fn target(options: &CompactOptions) -> NonZeroU64 {
     NonZeroU64::new(options.target_size.max(1)).expect("at least 1")
 }
 
-/// Pack one unit in one commit; when a sync commits to its files first, pack its days one by
-/// one from the new state, skipping a day that keeps conflicting. The table as last committed.
-#[allow(clippy::too_many_arguments)]
-async fn pack_unit(
-    warehouse: &Warehouse,
+/// What packing one table's partitions works with.
+#[derive(Clone, Copy)]
+struct Packer<'a> {
+    warehouse: &'a Warehouse,
     namespace: Namespace,
-    name: &str,
-    layout: &SliceLayout,
-    unit: &Unit,
-    cluster: &[String],
-    options: &CompactOptions,
-    report: &mut CompactReport,
-) -> Result<Option<DeltaTable>> {
-    match pack_once(warehouse, namespace, name, layout, unit, cluster, options).await {
-        Ok(packed) => {
-            record(report, unit, unit.days.len() as u64, &packed);
-            return Ok(packed);
+    name: &'a str,
+    layout: &'a SliceLayout,
+    cluster: &'a [String],
+    options: &'a CompactOptions,
+}
+
+impl Packer<'_> {
+    /// Pack one unit in one commit; when a sync commits to its files first, pack its days one by
+    /// one from the new state, skipping a day that keeps conflicting. The table as last committed.
+    async fn pack_unit(
+        &self,
+        unit: &Unit,
+        report: &mut CompactReport,
+    ) -> Result<Option<DeltaTable>> {
+        let (name, options) = (self.name, self.options);
+        match self.pack_once(unit).await {
+            Ok(packed) => {
+                record(report, unit, unit.days.len() as u64, &packed);
+                return Ok(packed);
+            }
+            Err(e) if is_conflict(&e) => {
+                tracing::debug!(table = name, unit = %unit.describe(), "a sync committed first; packing day by day");
+            }
+            Err(e) => return Err(Error::delta(name, e)),
         }
-        Err(e) if is_conflict(&e) => {
-            tracing::debug!(table = name, unit = %unit.describe(), "a sync committed first; packing day by day");
-        }
-        Err(e) => return Err(Error::delta(name, e)),
-    }
-    let mut last = None;
-    for day in &unit.days {
-        let single = Unit {
-            settled: unit.settled,
-            source: unit.source.clone(),
-            days: vec![day.clone()],
-        };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match pack_once(
-                warehouse, namespace, name, layout, &single, cluster, options,
-            )
-            .await
-            {
-                Ok(packed) => {
-                    record(report, &single, 1, &packed);
-                    last = packed.or(last);
-                    break;
-                }
-                Err(e) if is_conflict(&e) && attempt < options.max_attempts => continue,
-                Err(e) if is_conflict(&e) => {
-                    tracing::warn!(table = name, partition = %single.describe(), attempts = attempt, "skipped: syncs kept committing to it");
-                    report.skipped.push(format!(
+        let mut last = None;
+        for day in &unit.days {
+            let single = Unit {
+                settled: unit.settled,
+                source: unit.source.clone(),
+                days: vec![day.clone()],
+            };
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.pack_once(&single).await {
+                    Ok(packed) => {
+                        record(report, &single, 1, &packed);
+                        last = packed.or(last);
+                        break;
+                    }
+                    Err(e) if is_conflict(&e) && attempt < options.max_attempts => continue,
+                    Err(e) if is_conflict(&e) => {
+                        tracing::warn!(table = name, partition = %single.describe(), attempts = attempt, "skipped: syncs kept committing to it");
+                        report.skipped.push(format!(
                         "{}: syncs committed to it first {attempt} times; left for the next run",
                         single.describe()
                     ));
-                    break;
+                        break;
+                    }
+                    Err(e) => return Err(Error::delta(name, e)),
                 }
-                Err(e) => return Err(Error::delta(name, e)),
             }
         }
+        Ok(last)
     }
-    Ok(last)
+
+    /// One optimize commit over a unit's partitions from the table's latest state; the table
+    /// after it, or `None` when there was nothing to pack any more.
+    async fn pack_once(
+        &self,
+        unit: &Unit,
+    ) -> std::result::Result<Option<DeltaTable>, DeltaTableError> {
+        let Packer {
+            warehouse,
+            namespace,
+            name,
+            layout,
+            cluster,
+            options,
+        } = *self;
+        let table = warehouse
+            .open_table(namespace, name)
+            .await
+            .map_err(|e| DeltaTableError::generic(e.to_string()))?;
+        // Re-check from this state: a sync may have replaced the small files meanwhile.
+        let still: Vec<&str> = {
+            let now = partitions_to_pack(&table, name, layout, options.target_size)
+                .map_err(|e| DeltaTableError::generic(e.to_string()))?;
+            unit.days
+                .iter()
+                .filter(|d| now.contains_key(&(unit.source.clone(), (*d).clone())))
+                .map(String::as_str)
+                .collect()
+        };
+        if still.is_empty() {
+            return Ok(None);
+        }
+        let filters = [
+            (
+                layout.source.as_str(),
+                FilterOp::Eq,
+                FilterValue::Scalar(unit.source.as_str()),
+            ),
+            (layout.date.as_str(), FilterOp::In, FilterValue::Set(still)),
+        ];
+        let kind = if unit.settled && !cluster.is_empty() {
+            OptimizeType::ZOrder(cluster.to_vec())
+        } else {
+            OptimizeType::Compact
+        };
+        let before = table.version();
+        let (packed, _) = table
+            .optimize()
+            .with_filters(&filters)
+            .with_type(kind)
+            .with_target_size(target(options))
+            .await?;
+        Ok((packed.version() != before).then_some(packed))
+    }
 }
 
 fn record(report: &mut CompactReport, unit: &Unit, days: u64, packed: &Option<DeltaTable>) {
@@ -395,57 +451,6 @@ fn record(report: &mut CompactReport, unit: &Unit, days: u64, packed: &Option<De
             report.window_partitions += days;
         }
     }
-}
-
-/// One optimize commit over a unit's partitions from the table's latest state; the table
-/// after it, or `None` when there was nothing to pack any more.
-async fn pack_once(
-    warehouse: &Warehouse,
-    namespace: Namespace,
-    name: &str,
-    layout: &SliceLayout,
-    unit: &Unit,
-    cluster: &[String],
-    options: &CompactOptions,
-) -> std::result::Result<Option<DeltaTable>, DeltaTableError> {
-    let table = warehouse
-        .open_table(namespace, name)
-        .await
-        .map_err(|e| DeltaTableError::generic(e.to_string()))?;
-    // Re-check from this state: a sync may have replaced the small files meanwhile.
-    let still: Vec<&str> = {
-        let now = partitions_to_pack(&table, name, layout, options.target_size)
-            .map_err(|e| DeltaTableError::generic(e.to_string()))?;
-        unit.days
-            .iter()
-            .filter(|d| now.contains_key(&(unit.source.clone(), (*d).clone())))
-            .map(String::as_str)
-            .collect()
-    };
-    if still.is_empty() {
-        return Ok(None);
-    }
-    let filters = [
-        (
-            layout.source.as_str(),
-            FilterOp::Eq,
-            FilterValue::Scalar(unit.source.as_str()),
-        ),
-        (layout.date.as_str(), FilterOp::In, FilterValue::Set(still)),
-    ];
-    let kind = if unit.settled && !cluster.is_empty() {
-        OptimizeType::ZOrder(cluster.to_vec())
-    } else {
-        OptimizeType::Compact
-    };
-    let before = table.version();
-    let (packed, _) = table
-        .optimize()
-        .with_filters(&filters)
-        .with_type(kind)
-        .with_target_size(target(options))
-        .await?;
-    Ok((packed.version() != before).then_some(packed))
 }
 
 /// Compact every table, mart and system table of the warehouse.

@@ -40,8 +40,8 @@ pub struct CompactArgs {
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     pub retain: Duration,
 
-    /// List what --vacuum would delete without deleting it.
-    #[arg(long)]
+    /// List what --vacuum would delete without deleting it (compacts nothing either).
+    #[arg(long, requires = "vacuum")]
     pub dry_run: bool,
 
     /// Allow a --retain shorter than 7 days. Time travel to versions older than the retention

@@ -34,16 +34,19 @@ fn project() -> tempfile::TempDir {
 #[test]
 fn compact_reports_each_table_and_vacuum_guards_its_retention() {
     let dir = project();
-    let before = stdout_ok(&tidemark(
-        dir.path(),
-        &[
-            "sql",
-            "--format",
-            "csv",
-            "-c",
-            "SELECT sum(clicks), sum(installs) FROM ad_performance",
-        ],
-    ));
+    let totals = || {
+        stdout_ok(&tidemark(
+            dir.path(),
+            &[
+                "sql",
+                "--format",
+                "csv",
+                "-c",
+                "SELECT sum(clicks), sum(installs) FROM ad_performance",
+            ],
+        ))
+    };
+    let before = totals();
     let out = stdout_ok(&tidemark(dir.path(), &["compact", "--format", "json"]));
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     let tables: Vec<&str> = report["compacted"]
@@ -55,16 +58,7 @@ fn compact_reports_each_table_and_vacuum_guards_its_retention() {
     for name in ["ad_performance", "channel_daily", "fx_rates"] {
         assert!(tables.contains(&name), "{name} not in {tables:?}");
     }
-    let after = stdout_ok(&tidemark(
-        dir.path(),
-        &[
-            "sql",
-            "--format",
-            "csv",
-            "-c",
-            "SELECT sum(clicks), sum(installs) FROM ad_performance",
-        ],
-    ));
+    let after = totals();
     assert_eq!(before, after);
 
     let short = tidemark(

@@ -3,8 +3,8 @@
 //! slice ledger); a table is opened at its latest version when a statement names it, so every
 //! query reads one pinned snapshot per table and a long-lived session never goes stale.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider, TableProvider};
@@ -44,11 +44,15 @@ pub struct SessionOptions {
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// The table versions a session has opened, by the name they were opened under.
+type TablesRead = Arc<Mutex<BTreeSet<(String, u64)>>>;
+
 /// A query session over one warehouse.
 pub struct WarehouseSession {
     ctx: SessionContext,
     schema: Arc<WarehouseSchema>,
     system: Arc<WarehouseSchema>,
+    tables_read: TablesRead,
 }
 
 impl WarehouseSession {
@@ -82,8 +86,10 @@ impl WarehouseSession {
                 readable: options.readable.clone(),
             }),
         );
+        let tables_read = TablesRead::default();
         let schema_of = |namespaces: &'static [Namespace], prefix: &'static str| {
             Arc::new(WarehouseSchema {
+                tables_read: tables_read.clone(),
                 warehouse: warehouse.clone(),
                 runtime: ctx.runtime_env(),
                 namespaces,
@@ -109,6 +115,7 @@ impl WarehouseSession {
             ctx,
             schema,
             system,
+            tables_read,
         };
         session.refresh().await?;
         Ok(session)
@@ -130,9 +137,17 @@ impl WarehouseSession {
         self.system.refresh().await
     }
 
-    async fn provider_of(&self, table: DeltaTable) -> Result<Arc<dyn TableProvider>> {
+    async fn provider_of(&self, name: &str, table: DeltaTable) -> Result<Arc<dyn TableProvider>> {
         self.schema.register_store(&table)?;
+        record_read(&self.tables_read, name, &table);
         Ok(table.table_provider().await?)
+    }
+
+    /// Every table and mart version this session has opened, by name (a system table as
+    /// `tidemark.<name>`): for a session that planned one statement, exactly the data its
+    /// result depends on. Memory tables (`information_schema`, table functions) are not listed.
+    pub fn tables_read(&self) -> BTreeSet<(String, u64)> {
+        self.tables_read.lock().expect("tables read lock").clone()
     }
 
     /// Every name a statement can read, as it would be written, with where it lives: tables
@@ -206,7 +221,7 @@ impl WarehouseSession {
                 },
                 other => other,
             })?;
-        self.provider_of(table).await
+        self.provider_of(name, table).await
     }
 
     /// A table or mart as it was at instant `at` (the last version committed by then).
@@ -218,7 +233,7 @@ impl WarehouseSession {
         self.check_readable(name)?;
         let namespace = self.schema.warehouse.locate(name).await?;
         let table = open_at_time(&self.schema.warehouse, namespace, name, at).await?;
-        self.provider_of(table).await
+        self.provider_of(name, table).await
     }
 
     /// Register a pinned table in the `asof` catalog (for a time-travel statement), replacing
@@ -266,6 +281,8 @@ struct WarehouseSchema {
     readable: Option<ReadFilter>,
     as_of: Option<chrono::DateTime<chrono::Utc>>,
     names: RwLock<BTreeMap<String, Namespace>>,
+    /// Shared with the session: what lookups opened.
+    tables_read: TablesRead,
 }
 
 impl std::fmt::Debug for WarehouseSchema {
@@ -348,6 +365,7 @@ impl SchemaProvider for WarehouseSchema {
         }
         .map_err(DataFusionError::from)?;
         self.register_store(&table)?;
+        record_read(&self.tables_read, &format!("{}{name}", self.prefix), &table);
         let provider = table
             .table_provider()
             .await
@@ -364,6 +382,14 @@ impl SchemaProvider for WarehouseSchema {
             .expect("table list lock")
             .contains_key(name)
     }
+}
+
+fn record_read(tables_read: &TablesRead, name: &str, table: &DeltaTable) {
+    let version = table.version().unwrap_or(0);
+    tables_read
+        .lock()
+        .expect("tables read lock")
+        .insert((name.to_string(), version));
 }
 
 /// A table or mart as it was at instant `at`: the last version committed by then. An instant

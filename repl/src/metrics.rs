@@ -290,18 +290,37 @@ impl prometheus_client::collector::Collector for FlightCollector {
                 "Logins refused for a wrong user or password",
                 &m.failed_logins,
             ),
+            (
+                "flight_result_cache_hits",
+                "Statements answered from the result cache",
+                &m.result_cache_hits,
+            ),
+            (
+                "flight_result_cache_misses",
+                "Cacheable statements the result cache had no answer for",
+                &m.result_cache_misses,
+            ),
         ] {
             let counter = ConstCounter::new(value.load(Relaxed));
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
         }
-        let gauge = ConstGauge::new(m.running_queries.load(Relaxed) as i64);
-        let metric = encoder.encode_descriptor(
-            "flight_running_queries",
-            "Flight SQL queries streaming results now",
-            None,
-            gauge.metric_type(),
-        )?;
-        gauge.encode(metric)
+        for (name, help, value) in [
+            (
+                "flight_running_queries",
+                "Flight SQL queries streaming results now",
+                m.running_queries.load(Relaxed),
+            ),
+            (
+                "flight_result_cache_bytes",
+                "Bytes of finished results the result cache holds",
+                m.result_cache_bytes.load(Relaxed),
+            ),
+        ] {
+            let gauge = ConstGauge::new(value as i64);
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
     }
 }

@@ -9,6 +9,7 @@
   client.py split  URL USER PASSWORD
   client.py cancel URL USER PASSWORD
   client.py tls    URL USER PASSWORD ROOT_CERT_PEM_FILE
+  client.py queries URL USER PASSWORD SQL [SQL ...]
 """
 
 import json
@@ -292,6 +293,18 @@ def tls(url, user, password, root_cert_file):
     return out
 
 
+def queries(url, user, password, statements):
+    """Each statement's rows, or its error, in order, over one connection."""
+    out = []
+    with connect(url, user, password) as conn:
+        for sql in statements:
+            try:
+                out.append({"rows": query(conn, sql).to_pylist()})
+            except Exception as e:  # noqa: BLE001 - the test checks the text
+                out.append({"error": str(e)})
+    return {"results": out}
+
+
 def main():
     mode, url, user, password, *rest = sys.argv[1:]
     if mode == "smoke":
@@ -310,6 +323,8 @@ def main():
         out = cancel(url, user, password)
     elif mode == "tls":
         out = tls(url, user, password, rest[0])
+    elif mode == "queries":
+        out = queries(url, user, password, rest)
     else:
         raise SystemExit(f"unknown mode {mode}")
     print(json.dumps(out, default=str))

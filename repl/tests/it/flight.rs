@@ -1,7 +1,8 @@
 //! `tidemark serve` driven by a real client from outside the project: the Python ADBC Flight
 //! SQL driver (`tests/flight/client.py`). Covers listing, queries into pyarrow, a prepared
 //! statement with a parameter, time travel, authentication (none, wrong password, forged and
-//! expired tokens), grants, 50 concurrent clients, and the per-query memory limit.
+//! expired tokens), grants, 50 concurrent clients, the per-query memory limit, split
+//! endpoints, cancellation, TLS and the result cache.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ const READER: (&str, &str) = ("rui", "rui-password-1");
 struct Server {
     child: Child,
     url: String,
+    /// `http://…/metrics` when `[serve] metrics_addr` is set.
+    metrics: Option<String>,
 }
 
 impl Server {
@@ -83,14 +86,23 @@ fn serve(project: &Path) -> Server {
     let mut server = Server {
         child,
         url: String::new(),
+        metrics: None,
     };
     let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().expect("serve prints its address").unwrap();
-    server.url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("grpc://") || w.starts_with("grpc+tls://"))
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_string();
+    while server.url.is_empty() {
+        let line = lines.next().expect("serve prints its address").unwrap();
+        let word = |prefixes: &[&str]| {
+            line.split_whitespace()
+                .find(|w| prefixes.iter().any(|p| w.starts_with(p)))
+                .map(str::to_string)
+        };
+        if line.starts_with("metrics:") {
+            server.metrics = word(&["http://"]);
+        } else {
+            server.url = word(&["grpc://", "grpc+tls://"])
+                .unwrap_or_else(|| panic!("no address in {line:?}"));
+        }
+    }
     std::thread::spawn(move || for _ in lines {});
     server
 }
@@ -369,4 +381,89 @@ fn tls_serves_trusting_clients_and_refuses_plain_text() {
         !out["untrusted"].is_null(),
         "an untrusted certificate was accepted: {out}"
     );
+}
+
+/// A counter or gauge from the server's `/metrics`.
+fn metric(server: &Server, name: &str) -> f64 {
+    let url = server.metrics.clone().expect("serve with metrics_addr");
+    let body = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { reqwest::get(&url).await?.text().await })
+        .unwrap();
+    body.lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once(' ')?;
+            (key == name || key == format!("{name}_total")).then(|| value.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
+}
+
+#[test]
+fn a_repeated_query_comes_from_the_result_cache_until_the_data_changes() {
+    let dir = project("metrics_addr = \"127.0.0.1:0\"");
+    let server = serve(dir.path());
+    let total = "SELECT sum(clicks) AS clicks FROM ad_performance";
+    let clicks = |out: &serde_json::Value| -> Vec<serde_json::Value> {
+        out["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["rows"][0]["clicks"].clone())
+            .collect()
+    };
+    let counts = || {
+        (
+            metric(&server, "tidemark_flight_result_cache_hits"),
+            metric(&server, "tidemark_flight_result_cache_misses"),
+        )
+    };
+
+    let out = client(&["queries", &server.url, ADMIN.0, ADMIN.1, total, total]);
+    assert_eq!(clicks(&out), [269, 269]);
+    assert_eq!(counts(), (1.0, 1.0), "the second run is a hit");
+    assert!(metric(&server, "tidemark_flight_result_cache_bytes") > 0.0);
+
+    // A sync commits a new version of the table: the next run reads it, then it is kept.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let warehouse =
+            engine::Warehouse::open(dir.path().join("wh").to_str().unwrap(), &Default::default())
+                .await
+                .unwrap();
+        testdata::fixture::replace(&warehouse, testdata::fixture::ad_rows("ad_performance.csv"))
+            .await;
+    });
+    let out = client(&["queries", &server.url, ADMIN.0, ADMIN.1, total, total]);
+    assert_eq!(clicks(&out), [264, 264], "the restated numbers are gone");
+    assert_eq!(counts(), (2.0, 2.0));
+
+    // Time travel to a fixed version is cached; now() and information_schema are not.
+    let pinned = "SELECT sum(clicks) AS clicks FROM ad_performance VERSION AS OF 1";
+    let out = client(&["queries", &server.url, ADMIN.0, ADMIN.1, pinned, pinned]);
+    assert_eq!(clicks(&out), [269, 269]);
+    assert_eq!(counts(), (3.0, 3.0));
+    let moving = "SELECT sum(clicks) AS clicks, CAST(now() AS VARCHAR) AS at FROM ad_performance";
+    let random = "SELECT sum(clicks) AS clicks, random() AS r FROM ad_performance";
+    let listing = "SELECT count(*) AS clicks FROM information_schema.tables";
+    let out = client(&[
+        "queries",
+        &server.url,
+        ADMIN.0,
+        ADMIN.1,
+        moving,
+        moving,
+        random,
+        random,
+        listing,
+        listing,
+    ]);
+    assert_eq!(clicks(&out)[..4], [264, 264, 264, 264], "{out}");
+    assert_eq!(counts(), (3.0, 3.0), "neither is looked up nor kept");
+
+    // A reader without the grant is refused before the cache is consulted.
+    let out = client(&["queries", &server.url, READER.0, READER.1, total]);
+    assert!(
+        text(&out["results"][0]["error"]).contains("ad_performance"),
+        "{out}"
+    );
+    assert_eq!(counts(), (3.0, 3.0));
 }

@@ -12,6 +12,7 @@
 //! max_concurrent_queries = 16      # across users
 //! max_queries_per_user = 4
 //! split_rows = 1000000             # results of bigger tables are offered as several endpoints
+//! result_cache = "1GiB"            # finished results kept for repeated queries; "0" turns it off
 //!
 //! [users.analyst]
 //! password_hash = "$argon2id$…"    # written by `tidemark user add analyst`
@@ -43,6 +44,9 @@ pub struct ServeConfig {
     pub max_concurrent_queries: usize,
     pub max_queries_per_user: usize,
     pub split_rows: u64,
+    /// Bytes of finished results kept to answer the same statement over the same table
+    /// versions again (0: off). A result over a quarter of it is not kept.
+    pub result_cache: ByteSize,
     /// Where `/metrics` is served; `None`: not served.
     pub metrics_addr: Option<String>,
 }
@@ -59,6 +63,7 @@ impl Default for ServeConfig {
             max_concurrent_queries: 16,
             max_queries_per_user: 4,
             split_rows: 1_000_000,
+            result_cache: ByteSize(1024 * 1024 * 1024),
             metrics_addr: None,
         }
     }

@@ -11,11 +11,14 @@
 //!   travel work here as in the shell. Large results over a day-partitioned table are offered
 //!   as several endpoints, one per group of days ([`results`]); tickets are described in
 //!   [`tickets`].
+//! - Finished results are kept ([`result_cache`]) under the statement and the table versions
+//!   it read, so a dashboard's repeated query is sent again without running it.
 
 pub mod auth;
 pub mod config;
 pub mod limits;
 pub mod metadata;
+pub mod result_cache;
 pub mod results;
 pub mod service;
 pub mod tickets;

@@ -40,6 +40,7 @@ use super::auth::{AuthError, Authenticator, User};
 use super::config::ServeConfig;
 use super::limits::Limits;
 use super::metadata;
+use super::result_cache::{self, CachedResult, Recorder, ResultCache};
 use super::results::{self, make_portable, portable_schema};
 use super::tickets::{Part, Source, TicketBody};
 use crate::{plan_statement, Planned};
@@ -65,6 +66,11 @@ pub struct FlightMetrics {
     pub running_queries: AtomicU64,
     pub rows_sent: AtomicU64,
     pub failed_logins: AtomicU64,
+    /// Statements answered from the result cache / run because it had no answer.
+    pub result_cache_hits: AtomicU64,
+    pub result_cache_misses: AtomicU64,
+    /// Bytes the result cache holds.
+    pub result_cache_bytes: AtomicU64,
 }
 
 struct Prepared {
@@ -88,8 +94,20 @@ pub struct TidemarkFlightSql {
     limits: Limits,
     prepared: Mutex<HashMap<String, Prepared>>,
     cached: Mutex<HashMap<String, Cached>>,
+    results: Arc<ResultCache>,
     running: Arc<Mutex<RunningQueries>>,
     pub metrics: Arc<FlightMetrics>,
+}
+
+/// How a ticket's rows come: kept from an earlier run, or from a query (whose messages are
+/// kept under `cache_key` when it has one).
+enum Execution {
+    Cached(CachedResult),
+    Stream {
+        schema: SchemaRef,
+        batches: BoxStream<RecordBatch>,
+        cache_key: Option<String>,
+    },
 }
 
 fn auth_status(e: AuthError) -> Status {
@@ -127,15 +145,17 @@ impl TidemarkFlightSql {
             config.max_queries_per_user,
             config.query_timeout,
         );
+        let metrics = Arc::new(FlightMetrics::default());
         TidemarkFlightSql {
             warehouse,
             auth,
+            results: Arc::new(ResultCache::new(config.result_cache.0, metrics.clone())),
             config,
             limits,
             prepared: Mutex::new(HashMap::new()),
             cached: Mutex::new(HashMap::new()),
             running: Arc::new(Mutex::new(HashMap::new())),
-            metrics: Arc::new(FlightMetrics::default()),
+            metrics,
         }
     }
 
@@ -339,7 +359,7 @@ impl TidemarkFlightSql {
             .acquire(&user.name)
             .await
             .map_err(Status::resource_exhausted)?;
-        let (schema, batches): (SchemaRef, BoxStream<RecordBatch>) = match &body.source {
+        let execution = match &body.source {
             Source::Cached(id) => {
                 let cached = self.cached.lock().expect("cached lock").remove(id);
                 let cached = cached.filter(|c| c.user == user.name).ok_or_else(|| {
@@ -351,7 +371,11 @@ impl TidemarkFlightSql {
                     .map_or_else(|| Arc::new(Schema::empty()), RecordBatch::schema);
                 let schema = portable_schema(&schema);
                 let stream = futures::stream::iter(cached.batches.into_iter().map(Ok));
-                (schema, Box::pin(stream))
+                Execution::Stream {
+                    schema,
+                    batches: Box::pin(stream),
+                    cache_key: None,
+                }
             }
             Source::Statement(sql) => self.execute(user, sql, None, body.part.as_ref()).await?,
             Source::Prepared(handle) => {
@@ -360,6 +384,26 @@ impl TidemarkFlightSql {
                     .await?
             }
         };
+        let metrics = self.metrics.clone();
+        let (schema, batches, cache_key) = match execution {
+            Execution::Cached(hit) => {
+                metrics.queries.fetch_add(1, Ordering::Relaxed);
+                metrics.rows_sent.fetch_add(hit.rows, Ordering::Relaxed);
+                drop(slot);
+                let messages = hit.messages;
+                let stream = futures::stream::iter(
+                    (0..messages.len()).map(move |i| Ok(messages[i].clone())),
+                );
+                return Ok(Box::pin(stream));
+            }
+            Execution::Stream {
+                schema,
+                batches,
+                cache_key,
+            } => (schema, batches, cache_key),
+        };
+        let recorder =
+            cache_key.map(|key| Arc::new(Mutex::new(Recorder::new(self.results.clone(), key))));
         let (abort, registration) = AbortHandle::new_pair();
         let part = NEXT_PART.fetch_add(1, Ordering::Relaxed);
         self.running
@@ -368,19 +412,25 @@ impl TidemarkFlightSql {
             .entry(body.query_id.clone())
             .or_default()
             .push((part, abort.clone()));
-        let metrics = self.metrics.clone();
         metrics.queries.fetch_add(1, Ordering::Relaxed);
         metrics.running_queries.fetch_add(1, Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + self.limits.timeout;
         let timeout = self.limits.timeout;
         let portable = schema.clone();
         let counted = metrics.clone();
+        let counted_rows = recorder.clone();
         let batches = Abortable::new(batches, registration)
             .map(move |batch| {
                 let batch = batch?;
                 counted
                     .rows_sent
                     .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                if let Some(recorder) = &counted_rows {
+                    recorder
+                        .lock()
+                        .expect("recorder lock")
+                        .count_rows(batch.num_rows());
+                }
                 make_portable(&batch, &portable).map_err(internal)
             })
             .take_until(tokio::time::sleep_until(deadline))
@@ -422,7 +472,19 @@ impl TidemarkFlightSql {
                     metrics.failed_queries.fetch_add(1, Ordering::Relaxed);
                 }
             });
-        Ok(Box::pin(flight))
+        let Some(recorder) = recorder else {
+            return Ok(Box::pin(flight));
+        };
+        let observer = recorder.clone();
+        let recorded = flight
+            .inspect(move |item| observer.lock().expect("recorder lock").observe(item))
+            .chain(
+                futures::stream::once(async move {
+                    recorder.lock().expect("recorder lock").finish();
+                })
+                .filter_map(|()| futures::future::ready(None)),
+            );
+        Ok(Box::pin(recorded))
     }
 
     /// Plan and start a query, restricted to `part`.
@@ -432,23 +494,28 @@ impl TidemarkFlightSql {
         sql: &str,
         parameters: Option<&RecordBatch>,
         part: Option<&Part>,
-    ) -> Result<(SchemaRef, BoxStream<RecordBatch>), Status> {
+    ) -> Result<Execution, Status> {
         let session = self.session_for(user).await?;
         match self.plan(&session, user, sql, parameters).await? {
             Planned::Rows(batches) => {
                 let schema = batches
                     .first()
                     .map_or_else(|| Arc::new(Schema::empty()), RecordBatch::schema);
-                Ok((
-                    portable_schema(&schema),
-                    Box::pin(futures::stream::iter(batches.into_iter().map(Ok))),
-                ))
+                Ok(Execution::Stream {
+                    schema: portable_schema(&schema),
+                    batches: Box::pin(futures::stream::iter(batches.into_iter().map(Ok))),
+                    cache_key: None,
+                })
             }
             Planned::Query(frame) => {
                 let frame = match part {
                     Some(part) => results::restrict(frame, part).map_err(internal)?,
                     None => frame,
                 };
+                let cache_key = self.cache_key(&frame, &session, sql, parameters, part);
+                if let Some(hit) = cache_key.as_deref().and_then(|k| self.results.get(k)) {
+                    return Ok(Execution::Cached(hit));
+                }
                 let schema = portable_schema(frame.schema().as_arrow());
                 let stream = frame
                     .execute_stream()
@@ -462,9 +529,34 @@ impl TidemarkFlightSql {
                     futures::stream::unfold((stream, session), |(mut s, session)| async move {
                         s.next().await.map(|item| (item, (s, session)))
                     });
-                Ok((schema, Box::pin(stream)))
+                Ok(Execution::Stream {
+                    schema,
+                    batches: Box::pin(stream),
+                    cache_key,
+                })
             }
         }
+    }
+
+    /// The result cache's key for a planned query, when it can be cached.
+    fn cache_key(
+        &self,
+        frame: &DataFrame,
+        session: &WarehouseSession,
+        sql: &str,
+        parameters: Option<&RecordBatch>,
+        part: Option<&Part>,
+    ) -> Option<String> {
+        if !self.results.is_enabled() {
+            return None;
+        }
+        let parameters = format!("{parameters:?}");
+        let part = format!("{part:?}");
+        result_cache::key_of(
+            frame.logical_plan(),
+            &session.tables_read(),
+            &[sql, &parameters, &part],
+        )
     }
 
     fn cancel(&self, query_id: &str) -> bool {

@@ -1,0 +1,344 @@
+//! Finished results kept as the Flight messages they were sent as, so a dashboard that asks
+//! the same question again is answered without scanning, casting or encoding anything.
+//!
+//! A result is keyed by the statement, its bound parameters, the endpoint's part and the exact
+//! version of every table and mart it read. A sync or mart refresh commits a new version, so
+//! the next run of the statement plans against it, gets a different key and misses: a cached
+//! result is never stale. Statements are cached only when that key says everything: every
+//! table they scan is a versioned Delta table (not `information_schema` or a table function),
+//! and they call no function whose value can change between runs (`now()`, `random()`).
+//! Access is checked before the cache is consulted: a caller must plan the statement under
+//! their own grants to reach a key.
+//!
+//! The cache holds at most `[serve] result_cache` bytes; a result larger than a quarter of
+//! that is streamed but not kept. The least recently used results are dropped first.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use arrow_flight::FlightData;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use tonic::Status;
+
+use super::FlightMetrics;
+
+/// The messages of one finished result, as sent.
+#[derive(Clone)]
+pub struct CachedResult {
+    pub messages: Arc<[FlightData]>,
+    pub rows: u64,
+}
+
+struct Entry {
+    result: CachedResult,
+    bytes: usize,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_key: HashMap<String, Entry>,
+    bytes: usize,
+    clock: u64,
+}
+
+/// A bounded, least-recently-used store of finished results. It counts its hits, misses and
+/// size in the service's metrics.
+pub struct ResultCache {
+    capacity: usize,
+    entries: Mutex<Entries>,
+    metrics: Arc<FlightMetrics>,
+}
+
+/// Bytes a message takes in the cache (its header and body; the rest is small).
+fn message_bytes(message: &FlightData) -> usize {
+    message.data_header.len() + message.data_body.len() + message.app_metadata.len() + 64
+}
+
+impl ResultCache {
+    /// A cache of at most `capacity` bytes; 0 turns it off.
+    pub fn new(capacity: usize, metrics: Arc<FlightMetrics>) -> Self {
+        ResultCache {
+            capacity,
+            entries: Mutex::new(Entries::default()),
+            metrics,
+        }
+    }
+
+    /// The largest result kept.
+    pub fn max_entry(&self) -> usize {
+        self.capacity / 4
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.entries.lock().expect("result cache lock").bytes
+    }
+
+    pub fn get(&self, key: &str) -> Option<CachedResult> {
+        let mut entries = self.entries.lock().expect("result cache lock");
+        entries.clock += 1;
+        let now = entries.clock;
+        let Some(entry) = entries.by_key.get_mut(key) else {
+            self.metrics
+                .result_cache_misses
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        entry.last_used = now;
+        self.metrics
+            .result_cache_hits
+            .fetch_add(1, Ordering::Relaxed);
+        Some(entry.result.clone())
+    }
+
+    /// Keep a finished result, dropping the least recently used ones to make room.
+    pub fn insert(&self, key: String, result: CachedResult) {
+        let bytes: usize = result.messages.iter().map(message_bytes).sum();
+        if bytes > self.max_entry() {
+            return;
+        }
+        let mut entries = self.entries.lock().expect("result cache lock");
+        if let Some(old) = entries.by_key.remove(&key) {
+            entries.bytes -= old.bytes;
+        }
+        while entries.bytes + bytes > self.capacity {
+            let Some(oldest) = entries
+                .by_key
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(dropped) = entries.by_key.remove(&oldest) {
+                entries.bytes -= dropped.bytes;
+            }
+        }
+        entries.clock += 1;
+        let last_used = entries.clock;
+        entries.bytes += bytes;
+        self.metrics
+            .result_cache_bytes
+            .store(entries.bytes as u64, Ordering::Relaxed);
+        entries.by_key.insert(
+            key,
+            Entry {
+                result,
+                bytes,
+                last_used,
+            },
+        );
+    }
+}
+
+/// The key of a result, or `None` when the plan's result cannot be told by it: it scans
+/// something that is not a versioned table (`information_schema`, a table function) or calls
+/// a function that is not immutable.
+///
+/// `tables_read` is what the session opened while planning (name and version); `parts` are
+/// the statement, its parameters and the endpoint's part, each written out in full.
+pub fn key_of(
+    plan: &LogicalPlan,
+    tables_read: &BTreeSet<(String, u64)>,
+    parts: &[&str],
+) -> Option<String> {
+    if !is_repeatable(plan) {
+        return None;
+    }
+    let names: BTreeSet<&str> = tables_read.iter().map(|(n, _)| n.as_str()).collect();
+    let mut every_scan_versioned = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if !names.contains(scanned_name(&scan.table_name).as_str()) {
+                every_scan_versioned = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if !every_scan_versioned {
+        return None;
+    }
+    let mut key = String::new();
+    for part in parts {
+        key.push_str(&part.len().to_string());
+        key.push(':');
+        key.push_str(part);
+    }
+    for (name, version) in tables_read {
+        key.push_str(&format!("|{name}@{version}"));
+    }
+    Some(key)
+}
+
+/// The name a scanned table was opened under: `ad_performance` for `ad_performance`,
+/// `tidemark.public.ad_performance` and the pinned `asof.public."ad_performance@v3"`;
+/// `tidemark.slices` for the system table. `information_schema.*` names nothing opened.
+fn scanned_name(table: &datafusion::common::TableReference) -> String {
+    let bare = table.table();
+    let bare = bare.split('@').next().unwrap_or(bare);
+    match (table.catalog(), table.schema()) {
+        (_, Some(engine::session::SYSTEM_SCHEMA)) => format!("tidemark.{bare}"),
+        (None | Some("tidemark") | Some("asof"), None | Some("public")) => bare.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Whether running the plan again on the same data gives the same rows: no function in it
+/// is volatile (`random()`) or stable only within one statement (`now()`, `current_date`).
+fn is_repeatable(plan: &LogicalPlan) -> bool {
+    let mut repeatable = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e {
+                    if f.func.signature().volatility != Volatility::Immutable {
+                        repeatable = false;
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    repeatable
+}
+
+/// Collects the messages of a result as they are sent and keeps them in the cache when the
+/// stream ends cleanly and the result was small enough; an error, a cancel or a client that
+/// hangs up keeps nothing.
+pub struct Recorder {
+    cache: Arc<ResultCache>,
+    key: String,
+    messages: Vec<FlightData>,
+    bytes: usize,
+    rows: u64,
+    keep: bool,
+}
+
+impl Recorder {
+    pub fn new(cache: Arc<ResultCache>, key: String) -> Self {
+        Recorder {
+            cache,
+            key,
+            messages: Vec::new(),
+            bytes: 0,
+            rows: 0,
+            keep: true,
+        }
+    }
+
+    /// A batch's rows, counted as it leaves the query.
+    pub fn count_rows(&mut self, rows: usize) {
+        self.rows += rows as u64;
+    }
+
+    pub fn observe(&mut self, item: &Result<FlightData, Status>) {
+        if !self.keep {
+            return;
+        }
+        match item {
+            Ok(message) => {
+                self.bytes += message_bytes(message);
+                if self.bytes > self.cache.max_entry() {
+                    self.keep = false;
+                    self.messages = Vec::new();
+                } else {
+                    self.messages.push(message.clone());
+                }
+            }
+            Err(_) => {
+                self.keep = false;
+                self.messages = Vec::new();
+            }
+        }
+    }
+
+    /// The stream ended: keep the result if it is whole.
+    pub fn finish(&mut self) {
+        if !self.keep {
+            return;
+        }
+        self.keep = false;
+        let messages: Arc<[FlightData]> = std::mem::take(&mut self.messages).into();
+        self.cache.insert(
+            std::mem::take(&mut self.key),
+            CachedResult {
+                messages,
+                rows: self.rows,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn message(bytes: usize) -> FlightData {
+        FlightData {
+            data_body: Bytes::from(vec![0u8; bytes]),
+            ..Default::default()
+        }
+    }
+
+    fn result(bytes: usize) -> CachedResult {
+        CachedResult {
+            messages: vec![message(bytes)].into(),
+            rows: 1,
+        }
+    }
+
+    #[test]
+    fn least_recently_used_results_make_room() {
+        // Each result takes 664 bytes (with overhead): four fit in 3,000, five do not.
+        let cache = ResultCache::new(3_000, Default::default());
+        for key in ["a", "b", "c", "d"] {
+            cache.insert(key.into(), result(600));
+        }
+        assert!(cache.get("a").is_some()); // a is now newer than b
+        cache.insert("e".into(), result(600));
+        assert!(cache.get("b").is_none(), "b was the least recently used");
+        for key in ["a", "c", "d", "e"] {
+            assert!(cache.get(key).is_some(), "{key} was kept");
+        }
+        assert!(cache.bytes() <= 3_000);
+    }
+
+    #[test]
+    fn results_over_a_quarter_of_the_cache_are_not_kept() {
+        let cache = ResultCache::new(4_000, Default::default());
+        cache.insert("big".into(), result(1_100));
+        assert!(cache.get("big").is_none());
+        assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn a_failed_or_oversized_stream_keeps_nothing() {
+        let cache = Arc::new(ResultCache::new(4_000, Default::default()));
+        let mut failed = Recorder::new(cache.clone(), "failed".into());
+        failed.observe(&Ok(message(10)));
+        failed.observe(&Err(Status::cancelled("cancelled")));
+        failed.finish();
+        let mut big = Recorder::new(cache.clone(), "big".into());
+        for _ in 0..3 {
+            big.observe(&Ok(message(500)));
+        }
+        big.finish();
+        let mut whole = Recorder::new(cache.clone(), "whole".into());
+        whole.observe(&Ok(message(10)));
+        whole.count_rows(3);
+        whole.finish();
+        assert!(cache.get("failed").is_none());
+        assert!(cache.get("big").is_none());
+        assert_eq!(cache.get("whole").map(|r| r.rows), Some(3));
+    }
+}

@@ -14,8 +14,9 @@
 //! `cargo run --release -p tidemark-bench -- collect`
 //!
 //! `flight`: DoGet throughput (MB/s of Arrow data, rows/s) of the Flight SQL service on
-//! loopback for a large table, one stream and day-split endpoints in parallel, against the
-//! Python ADBC client in the same run. Run: `cargo run --release -p tidemark-bench -- flight`
+//! loopback for a large table: one stream, day-split endpoints in parallel and a repeated
+//! query from the result cache, against the Python ADBC client in the same run.
+//! Run: `cargo run --release -p tidemark-bench -- flight`
 //!
 //! `compaction`: query time on a fragmented table (one file per slice) against the same table
 //! after compaction, and the time compaction takes; prints the speed-up. Run:

@@ -44,8 +44,19 @@ pub struct SessionOptions {
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// The table versions a session has opened, by the name they were opened under.
-type TablesRead = Arc<Mutex<BTreeSet<(String, u64)>>>;
+/// One version of a table or mart that a session opened.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TableVersion {
+    /// As opened: `ad_performance`, or `tidemark.slices` for a system table.
+    pub name: String,
+    pub version: u64,
+    /// When that version was committed (ms since the epoch): tells a table apart from one
+    /// deleted and written again, whose versions start over.
+    pub committed_ms: Option<i64>,
+}
+
+/// The table versions a session has opened.
+type TablesRead = Arc<Mutex<BTreeSet<TableVersion>>>;
 
 /// A query session over one warehouse.
 pub struct WarehouseSession {
@@ -146,7 +157,7 @@ impl WarehouseSession {
     /// Every table and mart version this session has opened, by name (a system table as
     /// `tidemark.<name>`): for a session that planned one statement, exactly the data its
     /// result depends on. Memory tables (`information_schema`, table functions) are not listed.
-    pub fn tables_read(&self) -> BTreeSet<(String, u64)> {
+    pub fn tables_read(&self) -> BTreeSet<TableVersion> {
         self.tables_read.lock().expect("tables read lock").clone()
     }
 
@@ -386,10 +397,18 @@ impl SchemaProvider for WarehouseSchema {
 
 fn record_read(tables_read: &TablesRead, name: &str, table: &DeltaTable) {
     let version = table.version().unwrap_or(0);
+    let committed_ms = table
+        .snapshot()
+        .ok()
+        .and_then(|s| s.version_timestamp(version as _));
     tables_read
         .lock()
         .expect("tables read lock")
-        .insert((name.to_string(), version));
+        .insert(TableVersion {
+            name: name.to_string(),
+            version,
+            committed_ms,
+        });
 }
 
 /// A table or mart as it was at instant `at`: the last version committed by then. An instant

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use arrow_flight::FlightData;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use engine::session::TableVersion;
 use tonic::Status;
 
 use super::FlightMetrics;
@@ -142,17 +143,17 @@ impl ResultCache {
 /// something that is not a versioned table (`information_schema`, a table function) or calls
 /// a function that is not immutable.
 ///
-/// `tables_read` is what the session opened while planning (name and version); `parts` are
+/// `tables_read` is what the session opened while planning; `parts` are
 /// the statement, its parameters and the endpoint's part, each written out in full.
 pub fn key_of(
     plan: &LogicalPlan,
-    tables_read: &BTreeSet<(String, u64)>,
+    tables_read: &BTreeSet<TableVersion>,
     parts: &[&str],
 ) -> Option<String> {
     if !is_repeatable(plan) {
         return None;
     }
-    let names: BTreeSet<&str> = tables_read.iter().map(|(n, _)| n.as_str()).collect();
+    let names: BTreeSet<&str> = tables_read.iter().map(|t| t.name.as_str()).collect();
     let mut every_scan_versioned = true;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
@@ -172,8 +173,11 @@ pub fn key_of(
         key.push(':');
         key.push_str(part);
     }
-    for (name, version) in tables_read {
-        key.push_str(&format!("|{name}@{version}"));
+    for table in tables_read {
+        key.push_str(&format!(
+            "|{}@{}:{:?}",
+            table.name, table.version, table.committed_ms
+        ));
     }
     Some(key)
 }
@@ -319,6 +323,48 @@ mod tests {
         cache.insert("big".into(), result(1_100));
         assert!(cache.get("big").is_none());
         assert_eq!(cache.bytes(), 0);
+    }
+
+    async fn plan(sql: &str) -> LogicalPlan {
+        let ctx = datafusion::prelude::SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new().with_information_schema(true),
+        );
+        let batch = arrow::array::RecordBatch::try_from_iter([(
+            "n",
+            Arc::new(arrow::array::Int64Array::from(vec![1, 2])) as _,
+        )])
+        .unwrap();
+        ctx.register_batch("t", batch).unwrap();
+        ctx.sql(sql).await.unwrap().logical_plan().clone()
+    }
+
+    fn read(version: u64) -> BTreeSet<TableVersion> {
+        BTreeSet::from([TableVersion {
+            name: "t".into(),
+            version,
+            committed_ms: Some(1_000),
+        }])
+    }
+
+    #[tokio::test]
+    async fn keys_name_the_versions_read_and_refuse_what_they_cannot_tell() {
+        let sum = plan("SELECT sum(n) FROM t WHERE n > 1").await;
+        let key = key_of(&sum, &read(3), &["q"]).expect("cacheable");
+        assert_ne!(Some(key.clone()), key_of(&sum, &read(4), &["q"]));
+        assert_ne!(Some(key.clone()), key_of(&sum, &read(3), &["q", "part 2"]));
+        assert_eq!(Some(key), key_of(&sum, &read(3), &["q"]));
+        // A scan of something the session did not open at a version.
+        assert_eq!(key_of(&sum, &BTreeSet::new(), &["q"]), None);
+        let listing = plan("SELECT count(*) FROM information_schema.tables").await;
+        assert_eq!(key_of(&listing, &read(3), &["q"]), None);
+        // Functions whose value changes between runs, also inside a subquery.
+        for sql in [
+            "SELECT n, now() FROM t",
+            "SELECT n FROM t WHERE random() < 0.5",
+            "SELECT n FROM t WHERE n IN (SELECT n FROM t WHERE n < random())",
+        ] {
+            assert_eq!(key_of(&plan(sql).await, &read(3), &["q"]), None, "{sql}");
+        }
     }
 
     #[test]

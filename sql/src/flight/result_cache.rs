@@ -11,10 +11,12 @@
 //! their own grants to reach a key.
 //!
 //! The cache holds at most `[serve] result_cache` bytes; a result larger than a quarter of
-//! that is streamed but not kept. The least recently used results are dropped first.
+//! that is streamed but not kept. The least recently used results are dropped first. Results
+//! being recorded while they stream hold at most as much again between them: past that, a
+//! recording is given up (the result still streams, it is just not kept).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow_flight::FlightData;
@@ -50,6 +52,8 @@ struct Entries {
 pub struct ResultCache {
     capacity: usize,
     entries: Mutex<Entries>,
+    /// Bytes held by recordings in progress.
+    recording: AtomicUsize,
     metrics: Arc<FlightMetrics>,
 }
 
@@ -64,6 +68,7 @@ impl ResultCache {
         ResultCache {
             capacity,
             entries: Mutex::new(Entries::default()),
+            recording: AtomicUsize::new(0),
             metrics,
         }
     }
@@ -75,6 +80,19 @@ impl ResultCache {
 
     pub fn is_enabled(&self) -> bool {
         self.capacity > 0
+    }
+
+    /// Take `bytes` of the recording budget; false (nothing taken) when it is spent.
+    fn reserve(&self, bytes: usize) -> bool {
+        self.recording
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held + bytes <= self.capacity).then_some(held + bytes)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, bytes: usize) {
+        self.recording.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     /// Bytes held now.
@@ -250,19 +268,23 @@ impl Recorder {
         }
         match item {
             Ok(message) => {
-                self.bytes += message_bytes(message);
-                if self.bytes > self.cache.max_entry() {
-                    self.keep = false;
-                    self.messages = Vec::new();
+                let bytes = message_bytes(message);
+                if self.bytes + bytes > self.cache.max_entry() || !self.cache.reserve(bytes) {
+                    self.give_up();
                 } else {
+                    self.bytes += bytes;
                     self.messages.push(message.clone());
                 }
             }
-            Err(_) => {
-                self.keep = false;
-                self.messages = Vec::new();
-            }
+            Err(_) => self.give_up(),
         }
+    }
+
+    /// Drop what was recorded and record no more.
+    fn give_up(&mut self) {
+        self.keep = false;
+        self.messages = Vec::new();
+        self.cache.release(std::mem::take(&mut self.bytes));
     }
 
     /// The stream ended: keep the result if it is whole.
@@ -271,6 +293,7 @@ impl Recorder {
             return;
         }
         self.keep = false;
+        self.cache.release(std::mem::take(&mut self.bytes));
         let messages: Arc<[FlightData]> = std::mem::take(&mut self.messages).into();
         self.cache.insert(
             std::mem::take(&mut self.key),
@@ -279,6 +302,13 @@ impl Recorder {
                 rows: self.rows,
             },
         );
+    }
+}
+
+impl Drop for Recorder {
+    /// A stream dropped before its end (the client hung up) gives its budget back.
+    fn drop(&mut self) {
+        self.cache.release(std::mem::take(&mut self.bytes));
     }
 }
 
@@ -386,5 +416,31 @@ mod tests {
         assert!(cache.get("failed").is_none());
         assert!(cache.get("big").is_none());
         assert_eq!(cache.get("whole").map(|r| r.rows), Some(3));
+        assert_eq!(
+            cache.recording.load(Ordering::Acquire),
+            0,
+            "budget given back"
+        );
+    }
+
+    #[test]
+    fn recordings_in_progress_share_a_budget_of_the_cache_size() {
+        let cache = Arc::new(ResultCache::new(4_000, Default::default()));
+        // Six streams of 900 (964 with overhead) recorded at once: four fit the budget.
+        let mut recorders: Vec<Recorder> = (0..6)
+            .map(|i| Recorder::new(cache.clone(), format!("r{i}")))
+            .collect();
+        for r in &mut recorders {
+            r.observe(&Ok(message(900)));
+        }
+        assert_eq!(recorders.iter().filter(|r| r.keep).count(), 4);
+        assert!(cache.recording.load(Ordering::Acquire) <= 4_000);
+        // A client hangs up mid-stream: its share comes back.
+        recorders.remove(0);
+        assert_eq!(cache.recording.load(Ordering::Acquire), 3 * 964);
+        for mut r in recorders {
+            r.finish();
+        }
+        assert_eq!(cache.recording.load(Ordering::Acquire), 0);
     }
 }

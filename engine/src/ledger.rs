@@ -137,7 +137,7 @@ pub async fn read(warehouse: &Warehouse) -> Result<Vec<SliceRecord>> {
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|e| Error::delta(SLICES, e))?;
-    let provider = table.table_provider().await?;
+    let provider = crate::session::table_provider(&table)?;
     let batches = ctx.read_table(provider)?.collect().await?;
     let mut out = Vec::new();
     for batch in &batches {

@@ -151,7 +151,7 @@ impl WarehouseSession {
     async fn provider_of(&self, name: &str, table: DeltaTable) -> Result<Arc<dyn TableProvider>> {
         self.schema.register_store(&table)?;
         record_read(&self.tables_read, name, &table);
-        Ok(table.table_provider().await?)
+        table_provider(&table)
     }
 
     /// Every table and mart version this session has opened, by name (a system table as
@@ -377,10 +377,8 @@ impl SchemaProvider for WarehouseSchema {
         .map_err(DataFusionError::from)?;
         self.register_store(&table)?;
         record_read(&self.tables_read, &format!("{}{name}", self.prefix), &table);
-        let provider = table
-            .table_provider()
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let provider =
+            table_provider(&table).map_err(|e| DataFusionError::External(Box::new(e)))?;
         if is_ledger {
             return Ok(Some(ledger::view(provider)?));
         }
@@ -393,6 +391,26 @@ impl SchemaProvider for WarehouseSchema {
             .expect("table list lock")
             .contains_key(name)
     }
+}
+
+/// The DataFusion provider of a loaded table or mart. Partition columns (`source`, `date`)
+/// come as their plain types, not wrapped in dictionaries as deltalake does by default: the
+/// scan materializes a partition value for every row either way, and packing each one into a
+/// dictionary cost about as much CPU as decoding the Parquet columns themselves (profile of
+/// `bench flight`), only for Flight to unpack it again for its clients.
+pub fn table_provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
+    let state = table
+        .snapshot()
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let config = deltalake::delta_datafusion::DeltaScanConfig {
+        wrap_partition_values: false,
+        ..Default::default()
+    };
+    let scan = deltalake::delta_datafusion::DeltaScanNext::new(
+        Arc::new(state.snapshot().clone()),
+        config,
+    )?;
+    Ok(Arc::new(scan))
 }
 
 fn record_read(tables_read: &TablesRead, name: &str, table: &DeltaTable) {
@@ -461,10 +479,7 @@ pub async fn register_version(
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|e| crate::Error::delta(name, e))?;
-    let provider = table
-        .table_provider()
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let provider = table_provider(&table).map_err(|e| DataFusionError::External(Box::new(e)))?;
     ctx.register_table(alias, provider)?;
     Ok(())
 }

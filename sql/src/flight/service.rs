@@ -472,6 +472,7 @@ impl TidemarkFlightSql {
                     metrics.failed_queries.fetch_add(1, Ordering::Relaxed);
                 }
             });
+        let flight = encoded_ahead(Box::pin(flight));
         let Some(recorder) = recorder else {
             return Ok(Box::pin(flight));
         };
@@ -608,6 +609,27 @@ fn parameter_values(batch: &RecordBatch) -> Result<Vec<ScalarValue>, Status> {
         .iter()
         .map(|c| ScalarValue::try_from_array(c, 0).map_err(internal))
         .collect()
+}
+
+/// How many encoded messages the query may run ahead of the response.
+const ENCODED_AHEAD: usize = 2;
+
+/// Drive `flight` (the query, the cast to portable types and the IPC encoding) on a task of
+/// its own, a few messages ahead of the response, so encoding one batch and sending the one
+/// before it can run on different cores instead of taking turns on one task. (On the 2-core
+/// bench machine, where the scan and the client already keep both cores busy, this gained
+/// about 5%.) When the client hangs up the channel closes, the task stops and drops the query.
+fn encoded_ahead(mut flight: BoxStream<FlightData>) -> BoxStream<FlightData> {
+    use futures::SinkExt;
+    let (mut sender, receiver) = futures::channel::mpsc::channel(ENCODED_AHEAD);
+    tokio::spawn(async move {
+        while let Some(message) = flight.next().await {
+            if sender.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    Box::pin(receiver)
 }
 
 fn single_batch_stream(batch: RecordBatch) -> BoxStream<FlightData> {

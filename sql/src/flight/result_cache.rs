@@ -23,6 +23,7 @@ use arrow_flight::FlightData;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use engine::session::TableVersion;
+use futures::{Stream, StreamExt};
 use tonic::Status;
 
 use super::FlightMetrics;
@@ -55,6 +56,14 @@ pub struct ResultCache {
     /// Bytes held by recordings in progress.
     recording: AtomicUsize,
     metrics: Arc<FlightMetrics>,
+}
+
+/// Rows in a message (a record batch's IPC header says; other messages have none).
+fn rows_in(message: &FlightData) -> u64 {
+    arrow::ipc::root_as_message(&message.data_header)
+        .ok()
+        .and_then(|m| m.header_as_record_batch())
+        .map_or(0, |batch| batch.length().max(0) as u64)
 }
 
 /// Bytes a message takes in the cache (its header and body; the rest is small).
@@ -233,10 +242,37 @@ fn is_repeatable(plan: &LogicalPlan) -> bool {
     repeatable
 }
 
+/// `messages` as they are sent, kept in `cache` under `key` when the stream ends cleanly.
+pub fn recorded<S>(
+    messages: S,
+    cache: Arc<ResultCache>,
+    key: String,
+) -> impl Stream<Item = Result<FlightData, Status>> + Send + 'static
+where
+    S: Stream<Item = Result<FlightData, Status>> + Send + Unpin + 'static,
+{
+    let recorder = Recorder::new(cache, key);
+    futures::stream::unfold(
+        (messages, recorder),
+        |(mut messages, mut recorder)| async move {
+            match messages.next().await {
+                Some(item) => {
+                    recorder.observe(&item);
+                    Some((item, (messages, recorder)))
+                }
+                None => {
+                    recorder.finish();
+                    None
+                }
+            }
+        },
+    )
+}
+
 /// Collects the messages of a result as they are sent and keeps them in the cache when the
 /// stream ends cleanly and the result was small enough; an error, a cancel or a client that
 /// hangs up keeps nothing.
-pub struct Recorder {
+struct Recorder {
     cache: Arc<ResultCache>,
     key: String,
     messages: Vec<FlightData>,
@@ -246,7 +282,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(cache: Arc<ResultCache>, key: String) -> Self {
+    fn new(cache: Arc<ResultCache>, key: String) -> Self {
         Recorder {
             cache,
             key,
@@ -257,12 +293,7 @@ impl Recorder {
         }
     }
 
-    /// A batch's rows, counted as it leaves the query.
-    pub fn count_rows(&mut self, rows: usize) {
-        self.rows += rows as u64;
-    }
-
-    pub fn observe(&mut self, item: &Result<FlightData, Status>) {
+    fn observe(&mut self, item: &Result<FlightData, Status>) {
         if !self.keep {
             return;
         }
@@ -273,6 +304,7 @@ impl Recorder {
                     self.give_up();
                 } else {
                     self.bytes += bytes;
+                    self.rows += rows_in(message);
                     self.messages.push(message.clone());
                 }
             }
@@ -288,7 +320,7 @@ impl Recorder {
     }
 
     /// The stream ended: keep the result if it is whole.
-    pub fn finish(&mut self) {
+    fn finish(&mut self) {
         if !self.keep {
             return;
         }
@@ -322,6 +354,16 @@ mod tests {
             data_body: Bytes::from(vec![0u8; bytes]),
             ..Default::default()
         }
+    }
+
+    /// The Flight messages of one batch of `rows` rows (schema, then the batch).
+    fn batch_messages(rows: i64) -> Vec<FlightData> {
+        let batch = arrow::array::RecordBatch::try_from_iter([(
+            "n",
+            Arc::new(arrow::array::Int64Array::from_iter_values(0..rows)) as _,
+        )])
+        .unwrap();
+        arrow_flight::utils::batches_to_flight_data(&batch.schema(), vec![batch]).unwrap()
     }
 
     fn result(bytes: usize) -> CachedResult {
@@ -410,8 +452,9 @@ mod tests {
         }
         big.finish();
         let mut whole = Recorder::new(cache.clone(), "whole".into());
-        whole.observe(&Ok(message(10)));
-        whole.count_rows(3);
+        for message in batch_messages(3) {
+            whole.observe(&Ok(message));
+        }
         whole.finish();
         assert!(cache.get("failed").is_none());
         assert!(cache.get("big").is_none());

@@ -40,7 +40,7 @@ use super::auth::{AuthError, Authenticator, User};
 use super::config::ServeConfig;
 use super::limits::Limits;
 use super::metadata;
-use super::result_cache::{self, CachedResult, Recorder, ResultCache};
+use super::result_cache::{self, CachedResult, ResultCache};
 use super::results::{self, make_portable, portable_schema};
 use super::tickets::{Part, Source, TicketBody};
 use crate::{plan_statement, Planned};
@@ -402,8 +402,6 @@ impl TidemarkFlightSql {
                 cache_key,
             } => (schema, batches, cache_key),
         };
-        let recorder =
-            cache_key.map(|key| Arc::new(Mutex::new(Recorder::new(self.results.clone(), key))));
         let (abort, registration) = AbortHandle::new_pair();
         let part = NEXT_PART.fetch_add(1, Ordering::Relaxed);
         self.running
@@ -418,19 +416,12 @@ impl TidemarkFlightSql {
         let timeout = self.limits.timeout;
         let portable = schema.clone();
         let counted = metrics.clone();
-        let counted_rows = recorder.clone();
         let batches = Abortable::new(batches, registration)
             .map(move |batch| {
                 let batch = batch?;
                 counted
                     .rows_sent
                     .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                if let Some(recorder) = &counted_rows {
-                    recorder
-                        .lock()
-                        .expect("recorder lock")
-                        .count_rows(batch.num_rows());
-                }
                 make_portable(&batch, &portable).map_err(internal)
             })
             .take_until(tokio::time::sleep_until(deadline))
@@ -473,19 +464,10 @@ impl TidemarkFlightSql {
                 }
             });
         let flight = encoded_ahead(Box::pin(flight));
-        let Some(recorder) = recorder else {
-            return Ok(Box::pin(flight));
-        };
-        let observer = recorder.clone();
-        let recorded = flight
-            .inspect(move |item| observer.lock().expect("recorder lock").observe(item))
-            .chain(
-                futures::stream::once(async move {
-                    recorder.lock().expect("recorder lock").finish();
-                })
-                .filter_map(|()| futures::future::ready(None)),
-            );
-        Ok(Box::pin(recorded))
+        Ok(match cache_key {
+            Some(key) => Box::pin(result_cache::recorded(flight, self.results.clone(), key)),
+            None => flight,
+        })
     }
 
     /// Plan and start a query, restricted to `part`.

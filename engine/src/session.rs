@@ -148,12 +148,6 @@ impl WarehouseSession {
         self.system.refresh().await
     }
 
-    async fn provider_of(&self, name: &str, table: DeltaTable) -> Result<Arc<dyn TableProvider>> {
-        self.schema.register_store(&table)?;
-        record_read(&self.tables_read, name, &table);
-        table_provider(&table)
-    }
-
     /// Every table and mart version this session has opened, by name (a system table as
     /// `tidemark.<name>`): for a session that planned one statement, exactly the data its
     /// result depends on. Memory tables (`information_schema`, table functions) are not listed.
@@ -232,7 +226,7 @@ impl WarehouseSession {
                 },
                 other => other,
             })?;
-        self.provider_of(name, table).await
+        self.schema.provider(name, &table)
     }
 
     /// A table or mart as it was at instant `at` (the last version committed by then).
@@ -244,7 +238,7 @@ impl WarehouseSession {
         self.check_readable(name)?;
         let namespace = self.schema.warehouse.locate(name).await?;
         let table = open_at_time(&self.schema.warehouse, namespace, name, at).await?;
-        self.provider_of(name, table).await
+        self.schema.provider(name, &table)
     }
 
     /// Register a pinned table in the `asof` catalog (for a time-travel statement), replacing
@@ -326,6 +320,14 @@ impl WarehouseSchema {
         Ok(())
     }
 
+    /// The provider of an opened table, its store registered and its version recorded under
+    /// `name` in what the session read.
+    fn provider(&self, name: &str, table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
+        self.register_store(table)?;
+        record_read(&self.tables_read, name, table);
+        table_provider(table)
+    }
+
     /// Make the table's object store known to the runtime (once per bucket or file system).
     fn register_store(&self, table: &DeltaTable) -> DfResult<()> {
         let log_store = table.log_store();
@@ -375,10 +377,9 @@ impl SchemaProvider for WarehouseSchema {
             None => self.warehouse.open_table(namespace, name).await,
         }
         .map_err(DataFusionError::from)?;
-        self.register_store(&table)?;
-        record_read(&self.tables_read, &format!("{}{name}", self.prefix), &table);
-        let provider =
-            table_provider(&table).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let provider = self
+            .provider(&format!("{}{name}", self.prefix), &table)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         if is_ledger {
             return Ok(Some(ledger::view(provider)?));
         }

@@ -68,11 +68,9 @@ impl Platform {
         }
     }
 
+    /// A version alive today (see [`crate::api_versions`] for the dates).
     pub fn default_api_version(self) -> &'static str {
-        match self {
-            Platform::Meta => "v25.0",
-            Platform::GoogleAds => "v22",
-        }
+        crate::api_versions::default_version(self)
     }
 
     /// The per-source table this platform's rows land in.

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use bytes::Bytes;
+use chrono::{NaiveDate, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
@@ -27,6 +28,7 @@ use crate::raw::Unit;
 use crate::secret::Secret;
 use crate::source::{Page, PageSink, Source, SourceBase};
 use crate::throttle::{snippet, Fetched, Throttle, Verdict};
+use crate::window::Window;
 
 /// The GAQL fields selected, in order.
 pub const FIELDS: &[&str] = &[
@@ -127,7 +129,8 @@ impl GoogleAdsSource {
             .fold(text.to_string(), |t, s| crate::scrub(&t, s))
     }
 
-    async fn fetch_unit(&self, unit: &Unit, sink: &mut PageSink) -> Result<()> {
+    /// One searchStream call for the unit: the request's description and the answer.
+    async fn search(&self, unit: &Unit) -> Result<(String, Bytes)> {
         let path = format!(
             "/{}/customers/{}/googleAds:searchStream",
             self.version, unit.account
@@ -175,9 +178,14 @@ impl GoogleAdsSource {
                 reason: self.scrub(&gave_up.reason, Some(&token)),
                 last_body: gave_up.last_body,
             })?;
+        Ok((what, response.body))
+    }
+
+    async fn fetch_unit(&self, unit: &Unit, sink: &mut PageSink) -> Result<()> {
+        let (request, body) = self.search(unit).await?;
         sink.land(Page {
-            request: what,
-            body: response.body,
+            request,
+            body,
             fetched_at: Utc::now(),
         })
         .await
@@ -241,6 +249,10 @@ fn verdict(response: &Fetched, token_origin: &str) -> Verdict {
             reason: format!("{described}; the access token (from {token_origin}) is invalid or expired: renew it"),
         },
         408 | 500..=599 => Verdict::Transient { reason: described },
+        // Google's front end answers 404 for the paths of a retired API version.
+        404 => Verdict::Fatal {
+            reason: format!("{described}; Google Ads answers 404 for an API version it no longer serves: check the source's api_version (`tidemark doctor` lists the live ones)"),
+        },
         _ => Verdict::Fatal { reason: described },
     }
 }
@@ -263,6 +275,20 @@ impl Source for GoogleAdsSource {
     }
     fn date_key(&self) -> &'static str {
         "segments_date"
+    }
+
+    fn probe<'a>(&'a self, account: &'a str, day: NaiveDate) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let unit = Unit::new(
+                self.name(),
+                account,
+                Window {
+                    since: day,
+                    until: day,
+                },
+            );
+            self.search(&unit).await.map(drop)
+        })
     }
 
     fn fetch<'a>(&'a self, unit: &'a Unit, sink: &'a mut PageSink) -> BoxFuture<'a, Result<()>> {
@@ -336,7 +362,7 @@ mod tests {
     #[test]
     fn quota_errors_carry_their_delay_in_the_body() {
         let body = r#"[{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED",
-          "details":[{"@type":"type.googleapis.com/google.ads.googleads.v22.errors.GoogleAdsFailure",
+          "details":[{"@type":"type.googleapis.com/google.ads.googleads.v26.errors.GoogleAdsFailure",
             "errors":[{"errorCode":{"quotaError":"RESOURCE_TEMPORARILY_EXHAUSTED"},"message":"Too many requests. Retry in 2 seconds.",
               "details":{"quotaErrorDetails":{"rateScope":"DEVELOPER","rateName":"Requests per developer per minute","retryDelay":"2s"}}}],
             "requestId":"r"}]}}]"#;

@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`config`]: `[sources.*]` in `tidemark.toml`; [`secret`]: credentials that never print.
+//! - [`api_versions`]: each platform's API versions and sunset dates; the default; verdicts.
 //! - [`source`]: the `Source` trait; [`meta`] and [`google_ads`]: the platform clients.
 //! - [`throttle`]: per-credential concurrency caps, platform-signalled waits, retries.
 //! - [`raw`]: landing payloads in `raw/` with a manifest, quarantine, reading runs back.
@@ -24,6 +25,7 @@
 //! normalized only from the bytes that were landed, so a replay from `raw/` yields the same
 //! tables as the sync that fetched them.
 
+pub mod api_versions;
 pub mod config;
 pub mod error;
 pub mod gaps;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
@@ -432,6 +432,32 @@ impl Source for MetaSource {
     }
     fn date_key(&self) -> &'static str {
         "date_start"
+    }
+
+    /// The synchronous insights edge for one day, one row: one small request.
+    fn probe<'a>(&'a self, account: &'a str, day: NaiveDate) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let path = format!("act_{account}/insights");
+            let what = format!("GET /{}/{path}", self.version);
+            let url = self.url(&path);
+            let time_range =
+                serde_json::json!({"since": day.to_string(), "until": day.to_string()}).to_string();
+            let params = [
+                ("level", "ad".to_string()),
+                ("fields", "impressions".to_string()),
+                ("time_range", time_range),
+                ("limit", "1".to_string()),
+            ];
+            let response = self
+                .call(&what, || {
+                    self.http
+                        .get(&url)
+                        .bearer_auth(self.token.expose())
+                        .query(&params)
+                })
+                .await?;
+            self.json(&what, &response.body).map(drop)
+        })
     }
 
     fn fetch<'a>(&'a self, unit: &'a Unit, sink: &'a mut PageSink) -> BoxFuture<'a, Result<()>> {

@@ -60,6 +60,25 @@ pub fn describe_url(url: &str) -> String {
         .unwrap_or_else(|| "an unparseable redis URL".into())
 }
 
+/// Whether the Redis server at `url` answers a PING within 5 s (what `tidemark doctor`
+/// checks; nothing is created). Returns the server's `host:port`.
+pub async fn ping(url: &str) -> Result<String> {
+    let server = describe_url(url);
+    let client = redis::Client::open(url)
+        .map_err(|e| Error::Config(format!("{server}: not a redis:// URL ({:?})", e.kind())))?;
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut con = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut con).await
+    })
+    .await
+    .map_err(|_| queue_error(&server, "no answer within 5 s"))?
+    .map_err(|e| queue_error(&server, e))?;
+    if answer != "PONG" {
+        return Err(queue_error(&server, format!("PING answered {answer:?}")));
+    }
+    Ok(server)
+}
+
 impl RedisQueue {
     /// Connect and make sure the stream and the consumer group exist.
     pub async fn connect(url: &str, warehouse_url: &str) -> Result<Self> {

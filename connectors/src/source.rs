@@ -149,6 +149,10 @@ pub trait Source: Send + Sync {
             .collect()
     }
 
+    /// One cheap authenticated request for `account` about `day` (what `tidemark doctor`
+    /// checks): `Ok` when the platform answers, else its own error with the fix.
+    fn probe<'a>(&'a self, account: &'a str, day: NaiveDate) -> BoxFuture<'a, Result<()>>;
+
     /// Fetch every page of `unit` into `sink`.
     fn fetch<'a>(&'a self, unit: &'a Unit, sink: &'a mut PageSink) -> BoxFuture<'a, Result<()>>;
 

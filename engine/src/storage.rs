@@ -1,13 +1,25 @@
 //! Where a warehouse lives: parsing its URL (a local directory or `s3://bucket/prefix`),
 //! the storage options handed to deltalake and object_store, and the start-up checks
 //! (reachable; on S3, conditional writes really enforced).
+//!
+//! `s3://` tables are opened through deltalake with handlers registered here, backed by
+//! object_store's own S3 client (the same one [`Storage::store`] uses). deltalake's `s3`
+//! feature would bring the AWS SDK (deltalake-aws) for its DynamoDB locking, which
+//! conditional writes (`If-None-Match: *`) replace; dropping it cut about 70 crates from the
+//! build. Credentials therefore come from what object_store reads: `AWS_*` variables, web
+//! identity (EKS), ECS container credentials or EC2 instance metadata (not `~/.aws` profiles).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
+use deltalake::logstore::{
+    default_logstore, logstore_factories, object_store_factories, LogStore, LogStoreFactory,
+    ObjectStoreFactory, ObjectStoreRef, StorageConfig as DeltaStorageConfig,
+};
+use deltalake::{DeltaResult, DeltaTableError};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
@@ -80,7 +92,7 @@ static REGISTER_S3: Once = Once::new();
 impl Storage {
     /// Resolve a warehouse URL. Local directories are created when missing.
     pub fn resolve(url: &str, config: &StorageConfig) -> Result<Self> {
-        REGISTER_S3.call_once(|| deltalake::aws::register_handlers(None));
+        REGISTER_S3.call_once(register_s3_handlers);
         let location = parse_location(url)?;
         match &location {
             Location::Local(dir) => {
@@ -120,23 +132,7 @@ impl Storage {
                         url: url.to_string(),
                     });
                 }
-                let mut builder =
-                    AmazonS3Builder::new()
-                        .with_bucket_name(bucket)
-                        .with_retry(RetryConfig {
-                            max_retries: MAX_RETRIES,
-                            retry_timeout: RETRY_TIMEOUT,
-                            ..Default::default()
-                        });
-                for (key, value) in &options {
-                    if let Ok(key) = key.parse() {
-                        builder = builder.with_config(key, value);
-                    }
-                }
-                if let Some(allow) = options.get("allow_http") {
-                    builder = builder.with_allow_http(allow == "true");
-                }
-                let s3 = builder.build().map_err(|e| Error::InvalidWarehouseUrl {
+                let s3 = s3_client(bucket, &options).map_err(|e| Error::InvalidWarehouseUrl {
                     url: url.to_string(),
                     reason: e.to_string(),
                 })?;
@@ -237,6 +233,75 @@ impl Storage {
     }
 }
 
+/// An S3 client for one bucket from lower-case options (`aws_region`, `aws_endpoint`, keys…),
+/// with the warehouse's retry budget. Variables the options lack (web identity, container
+/// credentials) are read from the environment, as object_store does.
+fn s3_client(
+    bucket: &str,
+    options: &HashMap<String, String>,
+) -> std::result::Result<AmazonS3, object_store::Error> {
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(RetryConfig {
+            max_retries: MAX_RETRIES,
+            retry_timeout: RETRY_TIMEOUT,
+            ..Default::default()
+        });
+    for (key, value) in options {
+        if let Ok(key) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+            builder = builder.with_config(key, value);
+        }
+    }
+    if let Some(allow) = options.get("allow_http") {
+        builder = builder.with_allow_http(allow == "true");
+    }
+    builder.build()
+}
+
+/// deltalake's `s3://` (and `s3a://`) handlers: object_store's S3 client, and deltalake's
+/// default log store, which commits with put-if-absent.
+struct S3Handlers;
+
+impl ObjectStoreFactory for S3Handlers {
+    fn parse_url_opts(
+        &self,
+        url: &Url,
+        config: &DeltaStorageConfig,
+    ) -> DeltaResult<(ObjectStoreRef, Path)> {
+        let invalid = || DeltaTableError::InvalidTableLocation(url.to_string());
+        let bucket = url.host_str().ok_or_else(invalid)?;
+        let store = s3_client(bucket, &config.raw)?;
+        let (_, path) = object_store::ObjectStoreScheme::parse(url).map_err(|_| invalid())?;
+        Ok((Arc::new(store), path))
+    }
+}
+
+impl LogStoreFactory for S3Handlers {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &Url,
+        options: &DeltaStorageConfig,
+    ) -> DeltaResult<Arc<dyn LogStore>> {
+        Ok(default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
+
+fn register_s3_handlers() {
+    let handlers = Arc::new(S3Handlers);
+    for scheme in ["s3://", "s3a://"] {
+        let url = Url::parse(scheme).expect("a scheme alone is a valid URL");
+        object_store_factories().insert(url.clone(), handlers.clone());
+        logstore_factories().insert(url, handlers.clone());
+    }
+}
+
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or(text).to_string()
 }
@@ -263,6 +328,11 @@ fn s3_options(config: &StorageConfig) -> HashMap<String, String> {
     options
         .entry("aws_region".into())
         .or_insert_with(|| "us-east-1".into());
+    // Where deltalake renames a temporary commit into place (rather than writing it with
+    // put-if-absent), S3 needs the conditional multipart copy; deltalake-aws set the same.
+    options
+        .entry("copy_if_not_exists".into())
+        .or_insert_with(|| "multipart".into());
     options.insert("max_retries".into(), MAX_RETRIES.to_string());
     options.insert(
         "retry_timeout".into(),

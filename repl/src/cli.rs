@@ -33,6 +33,12 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the whole flow on the built-in Meta and Google Ads simulators: two syncs, a mart, what changed.
     Demo(DemoArgs),
+    /// Check the project when something is off: config, secrets, each source's API version
+    /// and one authenticated call, the warehouse (reachable, writable, conditional writes on
+    /// S3), the queue and the Flight users. One line per check; exit 1 when any fails.
+    ///
+    /// Secrets are never printed: a line names where a secret comes from, not its value.
+    Doctor(crate::commands::doctor::DoctorArgs),
     /// Scaffold a project: tidemark.toml, sample marts and a currency-rates seed.
     Init(crate::commands::init::InitArgs),
     /// The SQL shell, or run statements from -c, -f or stdin and print their results.

@@ -8,7 +8,8 @@
 //! `results`, `fieldMask` and `requestId`; lowerCamelCase keys, int64 as strings, doubles as
 //! numbers, zero values left out, `resourceName` on every resource. Errors are the array-wrapped
 //! `{"error": {code, message, status, details: [GoogleAdsFailure]}}`; quota errors are 429
-//! `RESOURCE_EXHAUSTED` with `retryDelay` in the body.
+//! `RESOURCE_EXHAUSTED` with `retryDelay` in the body. A version past its sunset on the
+//! simulator's clock ([`crate::api_versions`]) is a 404, as the retired paths are.
 //!
 //! GAQL support is what reporting clients send: `SELECT <fields> FROM ad_group_ad WHERE
 //! segments.date BETWEEN 'a' AND 'b'` (or `DURING LAST_N_DAYS`, `>=`/`<=` bounds), other
@@ -23,12 +24,12 @@ use serde_json::{json, Map, Value};
 
 use super::faults::Fault;
 use super::{json_response, World};
+use crate::api_versions::{self, Verdict};
 use crate::config::Platform;
 use crate::window::Window;
 
 /// Rows per stream batch.
 const BATCH_ROWS: usize = 10_000;
-const OLDEST_VERSION: u32 = 19;
 
 /// The fields the simulator can select, as GAQL names them.
 pub const SELECTABLE: &[&str] = &[
@@ -54,7 +55,10 @@ fn failure(status: StatusCode, grpc: &str, message: &str, errors: Vec<Value>) ->
     let mut error = json!({"code": status.as_u16(), "message": message, "status": grpc});
     if !errors.is_empty() {
         error["details"] = json!([{
-            "@type": "type.googleapis.com/google.ads.googleads.v22.errors.GoogleAdsFailure",
+            "@type": format!(
+                "type.googleapis.com/google.ads.googleads.{}.errors.GoogleAdsFailure",
+                api_versions::default_version(Platform::GoogleAds)
+            ),
             "errors": errors,
             "requestId": "SimRequestId"
         }]);
@@ -206,16 +210,15 @@ pub async fn handle(
             vec![],
         );
     }
-    match version
-        .strip_prefix('v')
-        .and_then(|v| v.parse::<u32>().ok())
-    {
-        Some(v) if v >= OLDEST_VERSION => {}
-        _ => {
+    // A retired version is gone from Google's front end: REST answers 404 NOT_FOUND for the
+    // method (as reported for v17–v19 after their sunsets), on the simulator's clock.
+    match api_versions::check(Platform::GoogleAds, version, world.now()) {
+        Verdict::Live | Verdict::SunsetSoon { .. } => {}
+        Verdict::Sunset { .. } | Verdict::Unknown => {
             return failure(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
-                &format!("Version {version} is not supported (sunset)."),
+                &format!("Method not found: /{version}/customers/{customer}/googleAds:searchStream is not served (API version {version} is not available)."),
                 vec![],
             )
         }

@@ -9,7 +9,8 @@
 //! Auth is `access_token` (query or form, as the official SDKs send it) or an
 //! `Authorization: Bearer|OAuth` header. Every number is a string; rows with nothing to report
 //! are left out; errors are Graph error objects; rate limits are HTTP 400 with codes and usage
-//! headers, never 429 (except the generic `retry_after` fault).
+//! headers, never 429 (except the generic `retry_after` fault). A version past its expiration
+//! on the simulator's clock ([`crate::api_versions`]) gets Meta's deprecated-version error.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use serde_json::{json, Value};
 
 use super::faults::Fault;
 use super::{json_response, World};
+use crate::api_versions::{self, Verdict};
 use crate::config::Platform;
 use crate::normalize::format_micros;
 use crate::window::Window;
@@ -28,8 +30,6 @@ use crate::window::Window;
 /// Rows per page when the request does not say.
 const DEFAULT_LIMIT: usize = 25;
 const MAX_LIMIT: usize = 5000;
-/// The oldest versions still served.
-const OLDEST_VERSION: u32 = 19;
 
 /// An async report run.
 #[derive(Debug, Clone)]
@@ -124,15 +124,13 @@ pub async fn handle(
     body: &[u8],
 ) -> Response {
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
-    let version_ok = segments
-        .first()
-        .and_then(|v| v.strip_prefix('v'))
-        .and_then(|v| v.split('.').next())
-        .and_then(|major| major.parse::<u32>().ok());
-    match version_ok {
-        Some(major) if major >= OLDEST_VERSION => {}
-        Some(_) => return error(StatusCode::BAD_REQUEST, 2635, None, "(#2635) You are calling a deprecated version of the Ads API. Please update to the latest version.", vec![]),
-        None => return error(StatusCode::BAD_REQUEST, 2500, None, "Unknown path components", vec![]),
+    // Versions past their Marketing API expiration answer Meta's deprecated-version error
+    // (code 2635) on the simulator's clock; a path that is no version at all is unknown.
+    let version = segments.first().copied().unwrap_or_default();
+    match api_versions::check(Platform::Meta, version, world.now()) {
+        Verdict::Live | Verdict::SunsetSoon { .. } => {}
+        Verdict::Sunset { .. } => return error(StatusCode::BAD_REQUEST, 2635, None, "(#2635) You are calling a deprecated version of the Ads API. Please update to the latest version.", vec![]),
+        Verdict::Unknown => return error(StatusCode::BAD_REQUEST, 2500, None, "Unknown path components", vec![]),
     }
     let params = params(uri, body);
     match token(&params, headers) {

@@ -2,6 +2,7 @@
 
 pub mod compact;
 pub mod demo;
+pub mod doctor;
 pub mod history;
 pub mod init;
 pub mod load;
@@ -23,6 +24,7 @@ use crate::cli::Command;
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Doctor(args) => doctor::run(args).await,
         Command::Compact(args) => compact::run(args).await,
         Command::History(args) => history::run(args).await,
         Command::Sql(args) => sql::run(args).await,

@@ -305,6 +305,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         schedule.sync_every = every;
     }
     let clock = Clock::new(args.clock_start, args.clock_speed);
+    // A source on a switched-off API version is left out (named in the log); the others run.
+    let review = connectors::api_versions::review(&sources, clock.now().date_naive());
+    for warning in &review.warnings {
+        tracing::warn!(warning = warning.as_str(), "API version");
+    }
+    for (_, why) in &review.refused {
+        tracing::error!(reason = why.as_str(), "source left out of the schedule");
+    }
+    let sources: Vec<_> = sources
+        .into_iter()
+        .filter(|s| !review.refused.iter().any(|(name, _)| name == &s.name))
+        .collect();
+    anyhow::ensure!(
+        !sources.is_empty(),
+        "every source is on an API version that is switched off: {}",
+        review
+            .refused
+            .iter()
+            .map(|(_, why)| why.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     let clients = connectors::build_sources(&sources, Purpose::Fetch)?;
     let warehouse = args.project.open(&config).await?;
     warehouse.storage().check_reachable().await?;

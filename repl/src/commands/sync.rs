@@ -234,6 +234,21 @@ fn selected(all: Vec<ResolvedSource>, only: &[String]) -> anyhow::Result<Vec<Res
     Ok(all.into_iter().filter(|s| only.contains(&s.name)).collect())
 }
 
+/// Warn (once per run and source) about API versions that sunset within 30 days; refuse a
+/// run that would call a version the platform has switched off, naming the one to move to.
+fn refuse_retired_versions(sources: &[ResolvedSource], today: NaiveDate) -> anyhow::Result<()> {
+    let review = connectors::api_versions::review(sources, today);
+    for warning in &review.warnings {
+        eprintln!("warning: {warning}");
+        tracing::warn!(warning = warning.as_str(), "API version");
+    }
+    if !review.refused.is_empty() {
+        let reasons: Vec<&str> = review.refused.iter().map(|(_, why)| why.as_str()).collect();
+        bail!("{}", reasons.join("\n"));
+    }
+    Ok(())
+}
+
 pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let config = args.project.config()?;
     let sources = selected(config.sources().map_err(anyhow::Error::msg)?, &args.sources)?;
@@ -245,6 +260,16 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     } else {
         Purpose::Fetch
     };
+    if purpose == Purpose::Fetch {
+        // The day the run treats as today (a resumed run calls the platforms now).
+        let today = match &args.resume {
+            Some(_) => chrono::Utc::now().date_naive(),
+            None => args
+                .today
+                .unwrap_or_else(|| chrono::Utc::now().date_naive()),
+        };
+        refuse_retired_versions(&sources, today)?;
+    }
     let clients = connectors::build_sources(&sources, purpose)?;
     let warehouse = args.project.open(&config).await?;
     let progress = Progress::new();

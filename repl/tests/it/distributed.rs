@@ -11,13 +11,13 @@ use connectors::sim::SimConfig;
 use crate::support::hold_at_failpoint;
 
 /// A redis-server on a free loopback port, killed on drop.
-struct Redis {
+pub(crate) struct Redis {
     child: Child,
     port: u16,
 }
 
 impl Redis {
-    fn start() -> Redis {
+    pub(crate) fn start() -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -46,7 +46,7 @@ impl Redis {
         Redis { child, port }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }

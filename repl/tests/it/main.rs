@@ -3,10 +3,12 @@
 mod crash;
 mod demo;
 mod distributed;
+mod doctor;
 mod flight;
 mod interop;
 mod maintenance;
 mod marts;
+mod readme;
 mod resume;
 mod scheduler;
 mod shell;

@@ -254,3 +254,78 @@ backoff = "10ms"
         secrets.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_refuses_a_switched_off_api_version_and_warns_once_before_a_sunset() {
+    // On 2027-01-30 Meta's v25.0 has 24 days left (it expires 2027-02-23) and Google's v22
+    // has been off since 2026-10-07.
+    let today = "2027-01-30";
+    let sim = connectors::sim::start_local(SimConfig {
+        today: today.parse().unwrap(),
+        meta_token: META_TOKEN.into(),
+        google_token: GOOGLE_TOKEN.into(),
+        google_developer_token: DEVELOPER_TOKEN.into(),
+        meta_job_polls: 1,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("start simulator");
+    let project = tempfile::tempdir().unwrap();
+    let write_config = |google_version: &str| {
+        std::fs::write(
+            project.path().join("tidemark.toml"),
+            format!(
+                r#"
+warehouse = "wh"
+
+[sources.meta]
+base_url = "{base}"
+api_version = "v25.0"
+access_token = {{ env = "SIM_META_TOKEN" }}
+accounts = ["1000000001"]
+window_days = 3
+poll_interval = "5ms"
+
+[sources.google_ads]
+base_url = "{base}"
+{google_version}
+access_token = {{ env = "SIM_GOOGLE_TOKEN" }}
+developer_token = {{ env = "SIM_DEV_TOKEN" }}
+accounts = ["1234567001"]
+window_days = 3
+"#,
+                base = sim.base_url()
+            ),
+        )
+        .unwrap();
+    };
+
+    // 1. A retired version: refused before anything is fetched or written, naming the fix.
+    write_config(r#"api_version = "v22""#);
+    let mut cmd = tidemark(project.path());
+    cmd.args(["sync", "--today", today]);
+    let out = run(cmd).await;
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("source 'google_ads': Google Ads API v22 was switched off on 2026-10-07")
+            && all.contains(r#"set api_version = "v26" in [sources.google_ads]"#),
+        "{all}"
+    );
+    assert!(
+        !project.path().join("wh").exists(),
+        "nothing written: {all}"
+    );
+
+    // 2. The default Google version and a Meta version 24 days from its sunset: the sync
+    //    runs, and says so once.
+    write_config("");
+    let mut cmd = tidemark(project.path());
+    cmd.args(["sync", "--today", today]);
+    let out = run(cmd).await;
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let warning = "warning: source 'meta': Meta Marketing API v25.0 will be switched off on 2027-02-23 (24 days from now)";
+    assert_eq!(all.matches(warning).count(), 1, "{all}");
+    assert!(!all.contains("source 'google_ads'"), "{all}");
+}

@@ -13,7 +13,8 @@ from facebook_business.session import FacebookSession
 
 base, token, account, since, until = sys.argv[1:6]
 FacebookSession.GRAPH = base
-FacebookAdsApi.init(access_token=token, api_version="v25.0")
+# The SDK's own default version: the simulator must serve what the SDK sends.
+FacebookAdsApi.init(access_token=token)
 act = AdAccount("act_" + account)
 fields = ["ad_id", "impressions", "clicks", "spend", "actions"]
 params = {"level": "ad", "time_increment": 1, "time_range": {"since": since, "until": until}, "limit": 40}
@@ -28,7 +29,14 @@ rows = [r.export_all_data() for r in job.get_result(params={"limit": 40})]
 sync_rows = [r.export_all_data() for r in act.get_insights(fields=fields, params=params)]
 
 try:
-    FacebookAdsApi.init(access_token="not-the-token", api_version="v25.0")
+    FacebookAdsApi.init(access_token=token, api_version="v24.0")  # expired 2026-11-10
+    list(AdAccount("act_" + account).get_insights(fields=fields, params=params))
+    retired = None
+except FacebookRequestError as e:
+    retired = {"status": e.http_status(), "code": e.api_error_code()}
+
+try:
+    FacebookAdsApi.init(access_token="not-the-token")
     list(AdAccount("act_" + account).get_insights(fields=fields, params=params))
     bad_token = None
 except FacebookRequestError as e:
@@ -40,4 +48,6 @@ print(json.dumps({
     "impressions": sum(int(r["impressions"]) for r in rows),
     "same": sorted(json.dumps(r, sort_keys=True) for r in rows) == sorted(json.dumps(r, sort_keys=True) for r in sync_rows),
     "bad_token": bad_token,
+    "retired_version": retired,
+    "sdk_version": FacebookAdsApi.API_VERSION,
 }))

@@ -104,7 +104,7 @@ async fn googles_protobufs_parse_the_simulators_stream_for_the_default_version()
     .unwrap();
     let version = connectors::api_versions::default_version(Platform::GoogleAds);
     let window = Window::trailing_days(sim.world.now(), 7);
-    let account = "1000000001";
+    let account = "1234567001";
     let (status, body) = search_stream(&sim, version, account, window).await;
     assert_eq!(status, 200, "{body}");
 
@@ -156,9 +156,9 @@ async fn the_google_simulator_refuses_a_sunset_version_as_google_does() {
     .unwrap();
     let window = Window::trailing_days(sim.world.now(), 7);
     // v22 was switched off on 2026-10-07; v23 still answers.
-    let (status, body) = search_stream(&sim, "v22", "1000000001", window).await;
+    let (status, body) = search_stream(&sim, "v22", "1234567001", window).await;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("NOT_FOUND"), "{body}");
-    let (status, _) = search_stream(&sim, "v23", "1000000001", window).await;
+    let (status, _) = search_stream(&sim, "v23", "1234567001", window).await;
     assert_eq!(status, 200);
 }

@@ -45,17 +45,18 @@ fn tour_commands() -> Vec<String> {
         .collect()
 }
 
-/// Every line of a ```sh block that runs tidemark (directly or through `cargo run --release --`).
+/// Every line of a code block that runs tidemark (directly, after a `$ ` prompt, or through
+/// `cargo run --release --`).
 fn example_commands() -> Vec<String> {
     let mut lines = Vec::new();
-    let mut in_sh = false;
+    let mut in_block = false;
     for line in README.lines() {
         if line.starts_with("```") {
-            in_sh = line == "```sh" && !in_sh;
+            in_block = !in_block;
             continue;
         }
         let line = line.trim_start_matches("$ ");
-        if in_sh && (line.starts_with("tidemark ") || line.starts_with("cargo run --release -- ")) {
+        if in_block && (line.starts_with("tidemark ") || line.starts_with("cargo run --release -- ")) {
             lines.push(line.to_string());
         }
     }

@@ -56,7 +56,9 @@ fn example_commands() -> Vec<String> {
             continue;
         }
         let line = line.trim_start_matches("$ ");
-        if in_block && (line.starts_with("tidemark ") || line.starts_with("cargo run --release -- ")) {
+        if in_block
+            && (line.starts_with("tidemark ") || line.starts_with("cargo run --release -- "))
+        {
             lines.push(line.to_string());
         }
     }

@@ -19,8 +19,9 @@ pub struct SimArgs {
 pub enum SimCommand {
     /// Serve both simulated APIs on one address until interrupted (Ctrl-C).
     ///
-    /// Meta: /v25.0/act_{id}/insights (async report runs, cursor paging).
-    /// Google Ads: /v22/customers/{id}/googleAds:searchStream (GAQL).
+    /// Meta: /v26.0/act_{id}/insights (async report runs, cursor paging).
+    /// Google Ads: /v26/customers/{id}/googleAds:searchStream (GAQL).
+    /// Versions past their sunset on the simulated day are refused as the platforms refuse them.
     /// Control: /_sim/clock, /_sim/faults, /_sim/drift, /_sim/stats.
     Serve(ServeArgs),
 }

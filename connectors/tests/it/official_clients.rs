@@ -5,39 +5,66 @@
 //! for the default version is parsed into that version's protobuf messages from Google's
 //! Python library (`google-ads`), unknown fields refused.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 use connectors::config::Platform;
-use connectors::sim::SimConfig;
+use connectors::sim::{RunningSim, SimConfig};
 use connectors::Window;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metas_python_sdk_reads_the_meta_simulator() {
-    let sim = connectors::sim::start_local(SimConfig {
+/// The simulators on 2026-11-20.
+async fn simulator() -> RunningSim {
+    connectors::sim::start_local(SimConfig {
         today: "2026-11-20".parse().unwrap(),
         ..SimConfig::default()
     })
     .await
+    .unwrap()
+}
+
+/// Run `tests/it/scripts/NAME` with `args`, `stdin` on its standard input, and read the JSON
+/// summary it prints; `needs` names the package `.ci/run` installs for it.
+async fn python(name: &str, args: Vec<String>, stdin: String, needs: &str) -> serde_json::Value {
+    let script = format!("{}/tests/it/scripts/{name}", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
     .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} failed (it needs {needs}; .ci/run installs it):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON summary")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metas_python_sdk_reads_the_meta_simulator() {
+    let sim = simulator().await;
     let window = Window::trailing_days(sim.world.now(), 7);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/scripts/meta_sdk.py");
-    let mut cmd = Command::new("python3");
-    cmd.arg(script).args([
+    let args = vec![
         sim.base_url(),
         sim.world.config.meta_token.clone(),
         "1000000001".into(),
         window.since.to_string(),
         window.until.to_string(),
-    ]);
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("python3 runs"))
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the SDK script failed (is facebook_business installed? .ci/run installs it):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    ];
+    let summary = python("meta_sdk.py", args, String::new(), "facebook_business").await;
     let truth = sim
         .world
         .reported(Platform::Meta, "1000000001", window, sim.world.now());
@@ -96,39 +123,20 @@ async fn search_stream(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn googles_protobufs_parse_the_simulators_stream_for_the_default_version() {
-    let sim = connectors::sim::start_local(SimConfig {
-        today: "2026-11-20".parse().unwrap(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = simulator().await;
     let version = connectors::api_versions::default_version(Platform::GoogleAds);
     let window = Window::trailing_days(sim.world.now(), 7);
     let account = "1234567001";
     let (status, body) = search_stream(&sim, version, account, window).await;
     assert_eq!(status, 200, "{body}");
-
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/it/scripts/google_ads_proto.py"
-    );
-    let mut child = Command::new("python3")
-        .args([script, version])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), body.as_bytes()).unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{version}'s SearchGoogleAdsStreamResponse (PyPI google-ads; .ci/run installs it) refused the simulator's answer:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    // Fails on any field the version's SearchGoogleAdsStreamResponse does not have.
+    let summary = python(
+        "google_ads_proto.py",
+        vec![version.to_string()],
+        body,
+        "google-ads",
+    )
+    .await;
     let truth = sim
         .world
         .reported(Platform::GoogleAds, account, window, sim.world.now());
@@ -148,12 +156,7 @@ async fn googles_protobufs_parse_the_simulators_stream_for_the_default_version()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_google_simulator_refuses_a_sunset_version_as_google_does() {
-    let sim = connectors::sim::start_local(SimConfig {
-        today: "2026-11-20".parse().unwrap(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = simulator().await;
     let window = Window::trailing_days(sim.world.now(), 7);
     // v22 was switched off on 2026-10-07; v23 still answers.
     let (status, body) = search_stream(&sim, "v22", "1234567001", window).await;

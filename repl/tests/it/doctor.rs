@@ -44,6 +44,19 @@ backoff = "10ms"
     .unwrap();
 }
 
+/// The simulators on [`TODAY`], accepting this test's tokens.
+async fn simulator() -> connectors::sim::RunningSim {
+    connectors::sim::start_local(SimConfig {
+        today: TODAY.parse().unwrap(),
+        meta_token: META_TOKEN.into(),
+        google_token: GOOGLE_TOKEN.into(),
+        google_developer_token: DEVELOPER_TOKEN.into(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
 fn doctor(project: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
     cmd.env_remove("RUST_LOG")
@@ -100,15 +113,7 @@ fn failed(checks: &[(String, String, String)]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_is_green_on_a_good_project_and_names_each_fault() {
-    let sim = connectors::sim::start_local(SimConfig {
-        today: TODAY.parse().unwrap(),
-        meta_token: META_TOKEN.into(),
-        google_token: GOOGLE_TOKEN.into(),
-        google_developer_token: DEVELOPER_TOKEN.into(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = simulator().await;
     let base = sim.base_url();
     let project = tempfile::tempdir().unwrap();
     let dir = project.path();
@@ -246,15 +251,7 @@ async fn doctor_is_green_on_a_good_project_and_names_each_fault() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_names_an_unreachable_warehouse_and_an_s3_server_without_conditional_writes() {
-    let sim = connectors::sim::start_local(SimConfig {
-        today: TODAY.parse().unwrap(),
-        meta_token: META_TOKEN.into(),
-        google_token: GOOGLE_TOKEN.into(),
-        google_developer_token: DEVELOPER_TOKEN.into(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = simulator().await;
     let project = tempfile::tempdir().unwrap();
     let dir = project.path();
     let s3 = Backend::s3();

@@ -25,6 +25,20 @@ fn tidemark(project: &Path) -> Command {
     cmd
 }
 
+/// The simulators on `today`, accepting this file's tokens.
+async fn simulator(today: &str) -> connectors::sim::RunningSim {
+    connectors::sim::start_local(SimConfig {
+        today: today.parse().unwrap(),
+        meta_token: META_TOKEN.into(),
+        google_token: GOOGLE_TOKEN.into(),
+        google_developer_token: DEVELOPER_TOKEN.into(),
+        meta_job_polls: 1,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("start simulator")
+}
+
 async fn run(mut cmd: Command) -> Output {
     tokio::task::spawn_blocking(move || cmd.output().expect("run tidemark"))
         .await
@@ -63,16 +77,7 @@ fn warehouse_bytes(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_names_what_it_could_not_load_replays_and_never_shows_a_secret() {
-    let sim = connectors::sim::start_local(SimConfig {
-        today: "2026-11-20".parse().unwrap(),
-        meta_token: META_TOKEN.into(),
-        google_token: GOOGLE_TOKEN.into(),
-        google_developer_token: DEVELOPER_TOKEN.into(),
-        meta_job_polls: 1,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("start simulator");
+    let sim = simulator("2026-11-20").await;
     let project = tempfile::tempdir().unwrap();
     std::fs::write(
         project.path().join("tidemark.toml"),
@@ -260,16 +265,7 @@ async fn sync_refuses_a_switched_off_api_version_and_warns_once_before_a_sunset(
     // On 2027-01-30 Meta's v25.0 has 24 days left (it expires 2027-02-23) and Google's v22
     // has been off since 2026-10-07.
     let today = "2027-01-30";
-    let sim = connectors::sim::start_local(SimConfig {
-        today: today.parse().unwrap(),
-        meta_token: META_TOKEN.into(),
-        google_token: GOOGLE_TOKEN.into(),
-        google_developer_token: DEVELOPER_TOKEN.into(),
-        meta_job_polls: 1,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("start simulator");
+    let sim = simulator(today).await;
     let project = tempfile::tempdir().unwrap();
     let write_config = |google_version: &str| {
         std::fs::write(

@@ -245,8 +245,14 @@ fn verdict(response: &Fetched, token_origin: &str) -> Verdict {
         };
     }
     match response.status {
+        401 if error_code.contains("DEVELOPER_TOKEN") => Verdict::Fatal {
+            reason: format!("{described}; the developer token is refused: check developer_token (the API Center token of the manager account; a test-account token cannot read production accounts)"),
+        },
         401 => Verdict::Fatal {
             reason: format!("{described}; the access token (from {token_origin}) is invalid or expired: renew it"),
+        },
+        403 if error_code.contains("USER_PERMISSION_DENIED") => Verdict::Fatal {
+            reason: format!("{described}; the OAuth user cannot reach this account through login_customer_id: set login_customer_id to the manager (MCC) account that links it, or grant the user access"),
         },
         408 | 500..=599 => Verdict::Transient { reason: described },
         // Google's front end answers 404 for the paths of a retired API version.

@@ -197,6 +197,25 @@ async fn doctor_is_green_on_a_good_project_and_names_each_fault() {
         "not called: its secrets did not resolve".into()
     )));
 
+    // A developer token Google refuses: the source's line says which credential it is.
+    let mut cmd = doctor(dir, &["--format", "json"]);
+    cmd.env("DOC_DEV_TOKEN", "devTokenOfAnotherManager");
+    let red = failed(&states(&run(cmd).await));
+    assert_eq!(red.len(), 1, "{red:#?}");
+    assert_eq!(red[0].0, "source google_ads");
+    assert!(
+        red[0].1.contains("DEVELOPER_TOKEN_INVALID") && red[0].1.contains("check developer_token"),
+        "{}",
+        red[0].1
+    );
+
+    // A malformed login customer id: Google's own error code, on the source's line.
+    write_project(dir, &base, "wh", r#"login_customer_id = "123-45""#, "");
+    let red = failed(&states(&run(doctor(dir, &["--format", "json"])).await));
+    assert_eq!(red.len(), 1, "{red:#?}");
+    assert_eq!(red[0].0, "source google_ads");
+    assert!(red[0].1.contains("INVALID_CUSTOMER_ID"), "{}", red[0].1);
+
     // A switched-off API version: red, naming the version to move to.
     write_project(dir, &base, "wh", r#"api_version = "v22""#, "");
     let out = run(doctor(dir, &["--format", "json"])).await;

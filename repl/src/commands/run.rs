@@ -308,10 +308,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // A source on a switched-off API version is left out (named in the log); the others run.
     let review = connectors::api_versions::review(&sources, clock.now().date_naive());
     for warning in &review.warnings {
-        tracing::warn!(warning = warning.as_str(), "API version");
+        tracing::warn!("{warning}");
     }
     for (_, why) in &review.refused {
-        tracing::error!(reason = why.as_str(), "source left out of the schedule");
+        tracing::error!("left out of the schedule: {why}");
     }
     let sources: Vec<_> = sources
         .into_iter()

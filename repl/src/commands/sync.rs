@@ -239,8 +239,7 @@ fn selected(all: Vec<ResolvedSource>, only: &[String]) -> anyhow::Result<Vec<Res
 fn refuse_retired_versions(sources: &[ResolvedSource], today: NaiveDate) -> anyhow::Result<()> {
     let review = connectors::api_versions::review(sources, today);
     for warning in &review.warnings {
-        eprintln!("warning: {warning}");
-        tracing::warn!(warning = warning.as_str(), "API version");
+        tracing::warn!("{warning}");
     }
     if !review.refused.is_empty() {
         let reasons: Vec<&str> = review.refused.iter().map(|(_, why)| why.as_str()).collect();

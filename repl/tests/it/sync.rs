@@ -321,7 +321,7 @@ window_days = 3
     let out = run(cmd).await;
     let all = text(&out);
     assert!(out.status.success(), "{all}");
-    let warning = "warning: source 'meta': Meta Marketing API v25.0 will be switched off on 2027-02-23 (24 days from now)";
+    let warning = "source 'meta': Meta Marketing API v25.0 will be switched off on 2027-02-23 (24 days from now)";
     assert_eq!(all.matches(warning).count(), 1, "{all}");
     assert!(!all.contains("source 'google_ads'"), "{all}");
 }

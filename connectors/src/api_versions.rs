@@ -242,6 +242,22 @@ mod tests {
         }
     }
 
+    /// On purpose tied to the real date: the day a default comes within 30 days of its
+    /// sunset, CI goes red until the tables and the default move on.
+    #[test]
+    fn defaults_are_not_within_a_month_of_their_sunset_on_the_wall_clock() {
+        let today = chrono::Utc::now().date_naive();
+        for platform in [Platform::Meta, Platform::GoogleAds] {
+            let default = default_version(platform);
+            assert_eq!(
+                check(platform, default, today),
+                Verdict::Live,
+                "{platform}'s default API version {default} sunsets within {WARN_DAYS} days of {today}: \
+                 move the default (and this table) to a newer version"
+            );
+        }
+    }
+
     #[test]
     fn a_sunset_version_is_refused_from_its_sunset_day() {
         let verdict = check(Platform::GoogleAds, "v22", day("2026-10-07"));

@@ -5,7 +5,7 @@
 //! `s3://` tables are opened through deltalake with handlers registered here, backed by
 //! object_store's own S3 client (the same one [`Storage::store`] uses). deltalake's `s3`
 //! feature would bring the AWS SDK (deltalake-aws) for its DynamoDB locking, which
-//! conditional writes (`If-None-Match: *`) replace; dropping it cut about 70 crates from the
+//! conditional writes (`If-None-Match: *`) replace; dropping it took 39 crates out of the
 //! build. Credentials therefore come from what object_store reads: `AWS_*` variables, web
 //! identity (EKS), ECS container credentials or EC2 instance metadata (not `~/.aws` profiles).
 

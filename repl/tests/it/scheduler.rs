@@ -192,3 +192,29 @@ async fn the_scheduler_syncs_serves_metrics_holds_its_lease_and_stops_on_sigterm
         "lease released"
     );
 }
+
+#[test]
+fn the_scheduler_will_not_start_when_every_source_is_on_a_switched_off_api_version() {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("tidemark.toml"),
+        "warehouse = \"wh\"\n\n[sources.google_ads]\nbase_url = \"http://127.0.0.1:9\"\napi_version = \"v22\"\n\
+         access_token = { env = \"UNUSED_TOKEN\" }\ndeveloper_token = { env = \"UNUSED_DEV\" }\naccounts = [\"1234567001\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .env("RUST_LOG", "warn")
+        .env_remove("TIDEMARK_WAREHOUSE")
+        .env("TIDEMARK_PROJECT", project.path())
+        .args(["run", "--clock-start", "2026-11-20T00:00:00Z"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("left out of the schedule: source 'google_ads': Google Ads API v22 was switched off on 2026-10-07")
+            && stderr.contains("every source is on an API version that is switched off"),
+        "{stderr}"
+    );
+    assert!(!project.path().join("wh").exists(), "nothing was written");
+}

@@ -5,6 +5,7 @@
 //! statement is tried, in order, as a tidemark statement ([`extensions`]: `SHOW TABLES`,
 //! `DESCRIBE HISTORY`, `SHOW PARTITIONS`, `REFRESH MART`, `OPTIMIZE`, `VACUUM`), as a query with
 //! [`time_travel`] (`VERSION AS OF` / `TIMESTAMP AS OF`), and otherwise as DataFusion SQL.
+//! Parameters may be `$1`-style or `?` ([`placeholders`]: JDBC and ADBC's qmark style).
 //!
 //! Errors know where in the statement they are ([`Error::span`]) and unknown tables come with
 //! the closest names ([`Error::UnknownTable`]); [`Error::render`] shows both.
@@ -18,6 +19,7 @@ pub mod diagnostics;
 pub mod extensions;
 pub mod flight;
 pub mod maintenance;
+pub mod placeholders;
 pub mod refresh_mart;
 pub mod script;
 pub mod table_functions;
@@ -156,13 +158,15 @@ pub async fn run_statement(
 }
 
 /// Plan one statement as `role`: a query comes back unexecuted (to stream), a tidemark
-/// statement has run.
+/// statement has run. `?` placeholders are numbered into `$1`, `$2`, … first.
 pub async fn plan_statement(
     session: &WarehouseSession,
     statement: &str,
     role: Role,
 ) -> Result<Planned, Error> {
     tracing::debug!(statement, ?role, "planning statement");
+    let statement = placeholders::number_question_marks(statement)?;
+    let statement = statement.as_ref();
     let result = match extensions::parse(statement)? {
         Some(extension) => run_extension(session, &extension, role)
             .await

@@ -84,6 +84,14 @@ def smoke(url, user, password):
             ("meta",),
         )
         out["prepared"] = prepared.to_pylist()
+        # JDBC and ADBC's qmark paramstyle send ?: numbered in order, bound like $n.
+        out["prepared_qmark"] = query(
+            conn,
+            "SELECT count(*) AS n, sum(installs) AS installs FROM ad_performance WHERE source = ?",
+            ("meta",),
+        ).to_pylist()
+        out["qmarks"] = query(conn, "SELECT ? + 1 AS a, '?' AS q, ? AS b", (41, "x")).to_pylist()
+        out["mixed"] = refused(lambda: query(conn, "SELECT ? AS a, $2 AS b", (1, 2)))
         out["version0"] = query(conn, "SELECT sum(clicks) AS clicks FROM ad_performance VERSION AS OF 0").to_pylist()
         out["history"] = query(conn, "DESCRIBE HISTORY ad_performance").column("version").to_pylist()
         out["show_tables"] = query(conn, "SHOW TABLES").column("name").to_pylist()

@@ -169,6 +169,16 @@ fn adbc_lists_queries_prepares_and_time_travels() {
         out["prepared"],
         serde_json::json!([{"n": 6, "installs": 43}])
     );
+    assert_eq!(out["prepared_qmark"], out["prepared"], "? binds as $1 does");
+    assert_eq!(
+        out["qmarks"],
+        serde_json::json!([{"a": 42, "q": "?", "b": "x"}])
+    );
+    assert!(
+        text(&out["mixed"]).contains("mixes ? and $n"),
+        "{}",
+        out["mixed"]
+    );
     assert_eq!(out["version0"], serde_json::json!([{"clicks": 264}]));
     assert_eq!(out["history"], serde_json::json!([1, 0]));
     assert!(out["show_tables"].to_string().contains("channel_daily"));

@@ -50,7 +50,7 @@ pub use error::{Error, Result};
 pub use replace::{ReplaceReport, ReplaceSlices};
 pub use session::WarehouseSession;
 pub use slice::{SliceKey, SliceLayout};
-pub use storage::StorageConfig;
+pub use storage::{RetryBudget, StorageConfig};
 pub use warehouse::{Namespace, Warehouse};
 
 /// Re-exports so dependants use the exact versions the engine was built with.

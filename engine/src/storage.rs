@@ -40,11 +40,33 @@ const S3_ENV_KEYS: &[(&str, &str)] = &[
     ("AWS_ALLOW_HTTP", "allow_http"),
 ];
 
-/// How many times a failing request is retried, and for how long. The object_store
-/// default (10 retries over up to 3 minutes) makes an unreachable endpoint look like
-/// a hang; a warehouse command should fail within seconds and say why.
-const MAX_RETRIES: usize = 3;
-const RETRY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How hard the object store client tries before a request fails (`[storage]` in
+/// tidemark.toml). The defaults follow the AWS SDKs' standard retry mode (3 retries with
+/// jittered exponential backoff, which rides out a burst of `503 SlowDown`) within a budget
+/// that makes an unreachable endpoint fail in seconds: object_store's own default (10 retries
+/// over up to 3 minutes) makes it look like a hang.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBudget {
+    /// Retries of one failed request (5xx, throttling, connection errors, timeouts).
+    pub max_retries: usize,
+    /// No retry starts after this much time since the first attempt.
+    pub retry_timeout: Duration,
+    /// One attempt's limit, from sending to the last byte of the answer.
+    pub request_timeout: Duration,
+    /// Limit for opening a connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget {
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 /// Options for reaching a warehouse, beyond what its URL says.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +75,8 @@ pub struct StorageConfig {
     pub s3_endpoint: Option<String>,
     /// Extra object_store / deltalake options (lower-case keys such as `aws_region`).
     pub options: HashMap<String, String>,
+    /// Retries and timeouts of object store requests.
+    pub retry: RetryBudget,
 }
 
 /// A parsed warehouse location.
@@ -74,6 +98,7 @@ pub struct Storage {
     options: HashMap<String, String>,
     /// A store rooted at the warehouse root, for listing and engine state.
     store: Arc<dyn ObjectStore>,
+    retry: RetryBudget,
 }
 
 impl std::fmt::Debug for Storage {
@@ -119,6 +144,7 @@ impl Storage {
                     root,
                     options: HashMap::new(),
                     store: Arc::new(store),
+                    retry: config.retry,
                 })
             }
             Location::S3 { bucket, prefix } => {
@@ -155,6 +181,7 @@ impl Storage {
                     root,
                     options,
                     store,
+                    retry: config.retry,
                 })
             }
         }
@@ -190,7 +217,8 @@ impl Storage {
     /// Check the warehouse answers; a listing is the cheapest request every store serves.
     pub async fn check_reachable(&self) -> Result<()> {
         let probe = self.store.list_with_delimiter(None);
-        match tokio::time::timeout(RETRY_TIMEOUT + Duration::from_secs(5), probe).await {
+        let limit = self.retry.retry_timeout + self.retry.request_timeout;
+        match tokio::time::timeout(limit, probe).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(Error::Unreachable {
                 url: self.root.to_string(),
@@ -233,18 +261,28 @@ impl Storage {
     }
 }
 
-/// An S3 client for one bucket from lower-case options (`aws_region`, `aws_endpoint`, keys…),
-/// with the warehouse's retry budget. Variables the options lack (web identity, container
+/// An S3 client for one bucket from lower-case options (`aws_region`, `aws_endpoint`, keys…,
+/// and the retry budget as `max_retries` and `retry_timeout` in milliseconds). Variables the options lack (web identity, container
 /// credentials) are read from the environment, as object_store does.
 fn s3_client(
     bucket: &str,
     options: &HashMap<String, String>,
 ) -> std::result::Result<AmazonS3, object_store::Error> {
+    let defaults = RetryBudget::default();
+    let millis = |key: &str| {
+        options
+            .get(key)
+            .and_then(|v| v.strip_suffix("ms")?.parse().ok())
+            .map(Duration::from_millis)
+    };
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_retry(RetryConfig {
-            max_retries: MAX_RETRIES,
-            retry_timeout: RETRY_TIMEOUT,
+            max_retries: options
+                .get("max_retries")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(defaults.max_retries),
+            retry_timeout: millis("retry_timeout").unwrap_or(defaults.retry_timeout),
             ..Default::default()
         });
     for (key, value) in options {
@@ -333,11 +371,17 @@ fn s3_options(config: &StorageConfig) -> HashMap<String, String> {
     options
         .entry("copy_if_not_exists".into())
         .or_insert_with(|| "multipart".into());
-    options.insert("max_retries".into(), MAX_RETRIES.to_string());
-    options.insert(
-        "retry_timeout".into(),
-        format!("{}s", RETRY_TIMEOUT.as_secs()),
-    );
+    // The budget travels as options so deltalake's handlers (see `S3Handlers`) build their
+    // clients with it too; `timeout` and `connect_timeout` are object_store's own keys.
+    let budget = &config.retry;
+    options.insert("max_retries".into(), budget.max_retries.to_string());
+    for (key, value) in [
+        ("retry_timeout", budget.retry_timeout),
+        ("timeout", budget.request_timeout),
+        ("connect_timeout", budget.connect_timeout),
+    ] {
+        options.insert(key.into(), format!("{}ms", value.as_millis()));
+    }
     for (key, value) in &config.options {
         options.insert(key.clone(), value.clone());
     }

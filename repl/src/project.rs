@@ -67,10 +67,122 @@ impl ProjectArgs {
         let url = self.warehouse_url(config)?;
         let storage = engine::StorageConfig {
             s3_endpoint: self.s3_endpoint.clone(),
+            retry: retry_budget(config.other.get("storage"), |key| std::env::var(key).ok())?,
             ..Default::default()
         };
         engine::Warehouse::open(&url, &storage)
             .await
             .with_context(|| format!("opening warehouse {url}"))
+    }
+}
+
+/// `[storage]` of tidemark.toml, each key overridden by its `TIDEMARK_STORAGE_…` twin:
+///
+/// ```toml
+/// [storage]                 # object store requests (S3); defaults shown
+/// max_retries = 3           # retries of a failed request (5xx, SlowDown, resets, timeouts)
+/// retry_timeout = "15s"     # no retry starts later than this after the first attempt
+/// request_timeout = "30s"   # one attempt, to the last byte of the answer
+/// connect_timeout = "5s"
+/// ```
+pub fn retry_budget(
+    section: Option<&toml::Value>,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<engine::RetryBudget> {
+    let mut budget = engine::RetryBudget::default();
+    let empty = toml::Table::new();
+    let table = match section {
+        None => &empty,
+        Some(toml::Value::Table(t)) => t,
+        Some(_) => bail!("[storage] in tidemark.toml must be a table"),
+    };
+    if let Some(key) = table.keys().find(|k| {
+        ![
+            "max_retries",
+            "retry_timeout",
+            "request_timeout",
+            "connect_timeout",
+        ]
+        .contains(&k.as_str())
+    }) {
+        bail!("[storage] has no key '{key}' (known: max_retries, retry_timeout, request_timeout, connect_timeout)");
+    }
+    let value = |key: &str| -> Option<(String, String)> {
+        let twin = format!("TIDEMARK_STORAGE_{}", key.to_ascii_uppercase());
+        match env(&twin) {
+            Some(v) => Some((v, twin)),
+            None => table.get(key).map(|v| match v {
+                toml::Value::String(s) => (s.clone(), format!("[storage] {key}")),
+                other => (other.to_string(), format!("[storage] {key}")),
+            }),
+        }
+    };
+    if let Some((text, origin)) = value("max_retries") {
+        budget.max_retries = text
+            .trim()
+            .parse()
+            .with_context(|| format!("{origin} = {text:?} is not a whole number"))?;
+    }
+    for (key, slot) in [
+        ("retry_timeout", &mut budget.retry_timeout),
+        ("request_timeout", &mut budget.request_timeout),
+        ("connect_timeout", &mut budget.connect_timeout),
+    ] {
+        if let Some((text, origin)) = value(key) {
+            *slot = humantime::parse_duration(text.trim()).with_context(|| {
+                format!("{origin} = {text:?} is not a duration like 500ms, 15s or 2m")
+            })?;
+        }
+    }
+    Ok(budget)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn section(text: &str) -> toml::Value {
+        toml::from_str::<toml::Table>(text).unwrap()["storage"].clone()
+    }
+
+    #[test]
+    fn storage_budget_from_config_and_environment() {
+        let none = |_: &str| None;
+        assert_eq!(
+            retry_budget(None, none).unwrap(),
+            engine::RetryBudget::default()
+        );
+        let config = section("[storage]\nmax_retries = 7\nretry_timeout = \"1m\"\n");
+        let budget = retry_budget(Some(&config), none).unwrap();
+        assert_eq!(budget.max_retries, 7);
+        assert_eq!(budget.retry_timeout, Duration::from_secs(60));
+        assert_eq!(budget.request_timeout, Duration::from_secs(30));
+        // The environment twin wins.
+        let env = |k: &str| (k == "TIDEMARK_STORAGE_MAX_RETRIES").then(|| "1".to_string());
+        assert_eq!(retry_budget(Some(&config), env).unwrap().max_retries, 1);
+    }
+
+    #[test]
+    fn storage_mistakes_name_the_key() {
+        let none = |_: &str| None;
+        let err = retry_budget(Some(&section("[storage]\nretries = 2\n")), none).unwrap_err();
+        assert!(err.to_string().contains("no key 'retries'"), "{err}");
+        let err = retry_budget(
+            Some(&section("[storage]\nconnect_timeout = \"soon\"\n")),
+            none,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("[storage] connect_timeout"),
+            "{err:#}"
+        );
+        let env = |k: &str| (k == "TIDEMARK_STORAGE_MAX_RETRIES").then(|| "many".to_string());
+        let err = retry_budget(None, env).unwrap_err();
+        assert!(
+            err.to_string().contains("TIDEMARK_STORAGE_MAX_RETRIES"),
+            "{err}"
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! which Delta commits on S3 rely on to stay safe under concurrent writers (see
 //! shared/reference/stack.md). One server is started per test process on a free loopback
 //! port and stops within a second of the process exiting; each test gets its own bucket.
-//! [`s3_proxy`] puts a server that ignores conditional writes in front of it.
+//! [`s3_proxy`] puts a misbehaving server in front of it (no conditional writes, or errors).
 
 pub mod backend;
 pub mod fixture;

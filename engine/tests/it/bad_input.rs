@@ -165,6 +165,7 @@ async fn unreachable_warehouse_fails_fast_and_names_it() {
             ("aws_secret_access_key".to_string(), "y".to_string()),
         ]
         .into(),
+        ..Default::default()
     };
     let started = Instant::now();
     let err = Warehouse::open("s3://no-such-bucket/w", &config)

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use connectors::sim::SimConfig;
+use testdata::s3_proxy::{Behaviour, S3Proxy};
 use testdata::Backend;
 
 use crate::distributed::Redis;
@@ -294,11 +295,38 @@ async fn doctor_names_an_unreachable_warehouse_and_an_s3_server_without_conditio
         .any(|(c, s, _)| c == "conditional writes" && s == "ok"));
 
     // The same bucket behind a server that ignores If-None-Match: refused.
-    let lax = testdata::s3_proxy::without_conditional_writes(&endpoint).await;
-    let out = run(with_endpoint(&lax)).await;
+    let lax = S3Proxy::start(&endpoint, Behaviour::DropConditionalWrites).await;
+    let out = run(with_endpoint(&lax.endpoint)).await;
     let red = failed(&states(&out));
     assert_eq!(red.len(), 1, "{red:#?}");
     assert_eq!(red[0].0, "conditional writes");
+
+    // A server answering 503 SlowDown to everything: the warehouse line is red after exactly
+    // 1 + [storage] max_retries attempts, and the environment twin overrides the file.
+    let down = S3Proxy::start(&endpoint, Behaviour::Answer(503)).await;
+    write_project(
+        dir,
+        &sim.base_url(),
+        &s3.url,
+        "",
+        "[storage]\nmax_retries = 2\n",
+    );
+    let out = run(with_endpoint(&down.endpoint)).await;
+    let red = failed(&states(&out));
+    assert_eq!(red.len(), 1, "{red:#?}");
+    assert_eq!(red[0].0, "warehouse");
+    assert!(red[0].1.contains("503"), "{}", red[0].1);
+    assert_eq!(down.requests(), 3, "1 attempt + max_retries = 2");
+    let mut cmd = with_endpoint(&down.endpoint);
+    cmd.env("TIDEMARK_STORAGE_MAX_RETRIES", "0");
+    let red = failed(&states(&run(cmd).await));
+    assert_eq!(red[0].0, "warehouse");
+    assert_eq!(
+        down.requests(),
+        3 + 1,
+        "TIDEMARK_STORAGE_MAX_RETRIES=0: one attempt"
+    );
+    write_project(dir, &sim.base_url(), &s3.url, "", "");
 
     // Nothing listening at the endpoint: the warehouse line is red.
     let closed = {

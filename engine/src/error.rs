@@ -152,6 +152,17 @@ pub enum Error {
         last: String,
     },
 
+    /// The object store failed a request the Delta layer made (a data file write, a read):
+    /// which request, which object, what status, after how many attempts.
+    /// (The Delta error is kept but not chained: its text, "Failed to parse parquet: External:
+    /// …", would mislead.)
+    #[error("table '{table}': a storage request failed: {request}")]
+    Storage {
+        table: String,
+        request: String,
+        delta: Box<deltalake::DeltaTableError>,
+    },
+
     /// Error from the Delta layer, with the table it concerns.
     #[error("table '{table}': {source}")]
     Delta {
@@ -178,10 +189,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// A Delta error about `table`; one caused by the object store says so (deltalake and
+    /// parquet wrap it as "Failed to parse parquet: External: …" even for a failed PUT).
     pub(crate) fn delta(table: impl fmt::Display, source: deltalake::DeltaTableError) -> Self {
-        Error::Delta {
-            table: table.to_string(),
-            source,
+        match storage_request(&source) {
+            Some(request) => Error::Storage {
+                table: table.to_string(),
+                request,
+                delta: Box::new(source),
+            },
+            None => Error::Delta {
+                table: table.to_string(),
+                source,
+            },
         }
     }
 
@@ -193,11 +213,76 @@ impl Error {
     }
 }
 
+/// The object-store failure in `error`'s causes, as one line: the operation and object, the
+/// attempts, and the status with the store's error code (the XML body left out).
+fn storage_request(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        // An io::Error wrapping one (the async writer's path) hides it from `source()`.
+        let wrapped = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        let store = e
+            .downcast_ref::<object_store::Error>()
+            .or_else(|| wrapped.and_then(|w| w.downcast_ref::<object_store::Error>()));
+        match store {
+            // A request that failed (status, connection, timeout); "not found" and
+            // precondition answers are facts about the table, not failures of the store.
+            Some(store @ object_store::Error::Generic { .. }) => {
+                return Some(describe_store_error(&store.to_string()))
+            }
+            Some(_) => return None,
+            None => {}
+        }
+        cause = e.source();
+    }
+    None
+}
+
+/// `Generic S3 error: Error performing PUT URL in 107ms, after 1 retries, … - Server returned
+/// non-2xx status code: 503 Service Unavailable: <?xml …><Code>SlowDown</Code>…` →
+/// `PUT URL: 503 Service Unavailable (SlowDown); 107ms, after 1 retries, …`.
+fn describe_store_error(text: &str) -> String {
+    let text = text.split_once(" error: ").map_or(text, |(_, rest)| rest);
+    let Some(rest) = text.strip_prefix("Error performing ") else {
+        return text.to_string();
+    };
+    let (request, rest) = rest.split_once(" in ").unwrap_or((rest, ""));
+    let Some((timing, status)) = rest.split_once(" - Server returned non-2xx status code: ") else {
+        return format!("{request}: {}", rest.trim());
+    };
+    let code = status
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| format!(" ({code})"))
+        .unwrap_or_default();
+    let status = status.split_once(": <").map_or(status, |(s, _)| s).trim();
+    format!("{request}: {status}{code}; {}", timing.trim())
+}
+
 impl From<Error> for datafusion::error::DataFusionError {
     fn from(e: Error) -> Self {
         match e {
             Error::DataFusion(e) => e,
             other => datafusion::error::DataFusionError::External(Box::new(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod storage_tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_put_reads_as_one_request_with_its_status() {
+        let text = "Generic S3 error: Error performing PUT http://127.0.0.1:1/b/w/tables/t/x.parquet in 107ms, after 1 retries, max_retries: 1, retry_timeout: 15s  - Server returned non-2xx status code: 503 Service Unavailable: <?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>m</Message></Error>";
+        assert_eq!(
+            describe_store_error(text),
+            "PUT http://127.0.0.1:1/b/w/tables/t/x.parquet: 503 Service Unavailable (SlowDown); 107ms, after 1 retries, max_retries: 1, retry_timeout: 15s"
+        );
+        assert_eq!(
+            describe_store_error("Object at location x not found: no such file"),
+            "Object at location x not found: no such file"
+        );
     }
 }

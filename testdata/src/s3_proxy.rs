@@ -20,6 +20,8 @@ pub enum Behaviour {
     DropConditionalWrites,
     /// Answer with this status and an S3 error body, forwarding nothing.
     Answer(u16),
+    /// Answer PUTs whose path contains the text with this status; forward the rest.
+    FailPuts(u16, &'static str),
 }
 
 /// A running proxy; it stops with the test's runtime.
@@ -67,7 +69,17 @@ const HOP_BY_HOP: &[&str] = &["host", "content-length", "transfer-encoding", "co
 
 async fn forward(State(upstream): State<Arc<Upstream>>, request: Request) -> Response {
     upstream.requests.fetch_add(1, Ordering::SeqCst);
-    if let Behaviour::Answer(code) = upstream.behaviour {
+    let injected = match upstream.behaviour {
+        Behaviour::Answer(code) => Some(code),
+        Behaviour::FailPuts(code, part)
+            if request.method() == axum::http::Method::PUT
+                && request.uri().path().contains(part) =>
+        {
+            Some(code)
+        }
+        _ => None,
+    };
+    if let Some(code) = injected {
         let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{}</Code><Message>injected by the test proxy</Message></Error>",
@@ -85,9 +97,10 @@ async fn forward(State(upstream): State<Arc<Upstream>>, request: Request) -> Res
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut outgoing =
         reqwest::Client::new().request(parts.method, format!("{}{path}", upstream.url));
+    let drop_conditions = matches!(upstream.behaviour, Behaviour::DropConditionalWrites);
     for (name, value) in &parts.headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name != HeaderName::from_static("if-none-match")
-        {
+        let conditional = name == HeaderName::from_static("if-none-match");
+        if !HOP_BY_HOP.contains(&name.as_str()) && !(conditional && drop_conditions) {
             outgoing = outgoing.header(name, value);
         }
     }

@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Mutex;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use chrono::NaiveDate;
 use clap::{Args, ValueEnum};
 use connectors::config::ResolvedSource;
@@ -234,6 +234,14 @@ fn selected(all: Vec<ResolvedSource>, only: &[String]) -> anyhow::Result<Vec<Res
     Ok(all.into_iter().filter(|s| only.contains(&s.name)).collect())
 }
 
+/// What a user reads when a run stops on an error: its committed jobs stay, and how to go on.
+fn stopped(run: &str) -> String {
+    format!(
+        "run {run} stopped: the jobs it committed are kept, the others are not; \
+         `tidemark sync --resume {run}` finishes it once the cause below is fixed (or has passed)"
+    )
+}
+
 /// Warn (once per run and source) about API versions that sunset within 30 days; refuse a
 /// run that would call a version the platform has switched off, naming the one to move to.
 fn refuse_retired_versions(sources: &[ResolvedSource], today: NaiveDate) -> anyhow::Result<()> {
@@ -291,7 +299,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                     .or(planned)
                     .unwrap_or(SyncOptions::DEFAULT_COMMIT_EVERY),
             };
-            connectors::sync::resume(&warehouse, &clients, run, &options, &on_event).await?
+            connectors::sync::resume(&warehouse, &clients, run, &options, &on_event)
+                .await
+                .with_context(|| stopped(run))?
         }
         (None, None) => {
             let today = args
@@ -337,7 +347,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                 return distribute(&warehouse, &clients, &windows, &options, queue, args.format)
                     .await;
             }
-            connectors::sync::sync(&warehouse, &clients, &windows, &options, &on_event).await?
+            connectors::sync::sync(&warehouse, &clients, &windows, &options, &on_event)
+                .await
+                .with_context(|| stopped(&options.run))?
         }
     };
     progress.clear();

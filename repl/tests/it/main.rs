@@ -13,6 +13,7 @@ mod resume;
 mod scheduler;
 mod shell;
 mod sql_cli;
+mod storage_faults;
 mod support;
 mod sync;
 mod writers;

@@ -100,7 +100,7 @@ async fn forward(State(upstream): State<Arc<Upstream>>, request: Request) -> Res
     let drop_conditions = matches!(upstream.behaviour, Behaviour::DropConditionalWrites);
     for (name, value) in &parts.headers {
         let conditional = name == HeaderName::from_static("if-none-match");
-        if !HOP_BY_HOP.contains(&name.as_str()) && !(conditional && drop_conditions) {
+        if !HOP_BY_HOP.contains(&name.as_str()) && (!conditional || !drop_conditions) {
             outgoing = outgoing.header(name, value);
         }
     }

@@ -75,14 +75,34 @@ async fn a_sync_whose_data_writes_fail_says_what_failed_and_how_to_finish() {
     assert!(!error.contains("parse"), "{error}");
     assert!(proxy.requests() > 0);
 
-    // Once the store answers again, --resume finishes the run.
-    let _ = proxy;
-    let out = tidemark(project.path(), s3.endpoint.as_deref().unwrap())
+    // Once the store answers again, --resume finishes the run: the day's rows are there.
+    let direct = s3.endpoint.as_deref().unwrap();
+    let out = tidemark(project.path(), direct)
         .args(["sync", "--resume", "faulty"])
         .output()
         .unwrap();
     assert!(
         out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tidemark(project.path(), direct)
+        .args(["sql", "--format", "csv", "-c"])
+        .arg("SELECT count(*) AS n FROM meta_insights")
+        .output()
+        .unwrap();
+    let expected = sim
+        .world
+        .reported(
+            connectors::config::Platform::Meta,
+            "1000000001",
+            connectors::Window::trailing_days("2026-11-20".parse().unwrap(), 3),
+            "2026-11-20".parse().unwrap(),
+        )
+        .len();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("n\n{expected}"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

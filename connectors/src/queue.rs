@@ -60,19 +60,32 @@ pub fn describe_url(url: &str) -> String {
         .unwrap_or_else(|| "an unparseable redis URL".into())
 }
 
+/// A connection to the Redis server at `url` within `limit`, with the server's `host:port`
+/// (no credentials) for messages.
+async fn open(url: &str, limit: Duration) -> Result<(String, MultiplexedConnection)> {
+    let server = describe_url(url);
+    let client = redis::Client::open(url).map_err(|e| {
+        Error::Config(format!(
+            "--queue {server}: not a redis:// URL ({:?})",
+            e.kind()
+        ))
+    })?;
+    let con = tokio::time::timeout(limit, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| queue_error(&server, format!("no answer within {} s", limit.as_secs())))?
+        .map_err(|e| queue_error(&server, e))?;
+    Ok((server, con))
+}
+
 /// Whether the Redis server at `url` answers a PING within 5 s (what `tidemark doctor`
 /// checks; nothing is created). Returns the server's `host:port`.
 pub async fn ping(url: &str) -> Result<String> {
-    let server = describe_url(url);
-    let client = redis::Client::open(url)
-        .map_err(|e| Error::Config(format!("{server}: not a redis:// URL ({:?})", e.kind())))?;
-    let answer = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut con = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut con).await
-    })
-    .await
-    .map_err(|_| queue_error(&server, "no answer within 5 s"))?
-    .map_err(|e| queue_error(&server, e))?;
+    let limit = Duration::from_secs(5);
+    let (server, mut con) = open(url, limit).await?;
+    let answer: String = tokio::time::timeout(limit, redis::cmd("PING").query_async(&mut con))
+        .await
+        .map_err(|_| queue_error(&server, "no answer to PING within 5 s"))?
+        .map_err(|e| queue_error(&server, e))?;
     if answer != "PONG" {
         return Err(queue_error(&server, format!("PING answered {answer:?}")));
     }
@@ -82,20 +95,7 @@ pub async fn ping(url: &str) -> Result<String> {
 impl RedisQueue {
     /// Connect and make sure the stream and the consumer group exist.
     pub async fn connect(url: &str, warehouse_url: &str) -> Result<Self> {
-        let server = describe_url(url);
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::Config(format!(
-                "--queue {server}: not a redis:// URL ({:?})",
-                e.kind()
-            ))
-        })?;
-        let mut con = tokio::time::timeout(
-            Duration::from_secs(10),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .map_err(|_| queue_error(&server, "no answer within 10 s"))?
-        .map_err(|e| queue_error(&server, e))?;
+        let (server, mut con) = open(url, Duration::from_secs(10)).await?;
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         warehouse_url.trim_end_matches('/').hash(&mut hasher);

@@ -94,6 +94,11 @@ fn is_rate_limit_code(code: i64) -> bool {
     matches!(code, 4 | 17 | 32 | 613 | 80000..=80014)
 }
 
+/// The `time_range` parameter: `{"since":"YYYY-MM-DD","until":"YYYY-MM-DD"}`.
+fn time_range(since: NaiveDate, until: NaiveDate) -> String {
+    serde_json::json!({"since": since.to_string(), "until": until.to_string()}).to_string()
+}
+
 /// A Meta insights client for one configured source.
 pub struct MetaSource {
     base: SourceBase,
@@ -166,9 +171,7 @@ impl MetaSource {
     /// Start a report run for the unit and wait until it completes; returns its id.
     async fn run_report(&self, unit: &Unit) -> Result<String> {
         let path = format!("act_{}/insights", unit.account);
-        let time_range =
-            serde_json::json!({"since": unit.since.to_string(), "until": unit.until.to_string()})
-                .to_string();
+        let time_range = time_range(unit.since, unit.until);
         let params: Vec<(&str, String)> = vec![
             ("level", "ad".into()),
             ("time_increment", "1".into()),
@@ -440,8 +443,7 @@ impl Source for MetaSource {
             let path = format!("act_{account}/insights");
             let what = format!("GET /{}/{path}", self.version);
             let url = self.url(&path);
-            let time_range =
-                serde_json::json!({"since": day.to_string(), "until": day.to_string()}).to_string();
+            let time_range = time_range(day, day);
             let params = [
                 ("level", "ad".to_string()),
                 ("fields", "impressions".to_string()),

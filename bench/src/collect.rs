@@ -59,13 +59,11 @@ max_concurrency = {workers}
         google = ids(Platform::GoogleAds),
     ))?;
     let sources = config.sources().map_err(anyhow::Error::msg)?;
-    let c = SimConfig::default();
     let clients = connectors::build_sources_with(&sources, |source, _, key| {
-        Ok(Secret::new(match (source.platform, key) {
-            (Platform::Meta, _) => c.meta_token.as_str(),
-            (Platform::GoogleAds, "developer_token") => c.google_developer_token.as_str(),
-            (Platform::GoogleAds, _) => c.google_token.as_str(),
-        }))
+        sim.world
+            .credential(source.platform, key)
+            .map(Secret::new)
+            .ok_or_else(|| connectors::Error::Config(format!("no simulated {key}")))
     })?;
     let root = dir.join(format!("collect-{}", std::process::id()));
     let warehouse = Warehouse::open(&root.display().to_string(), &StorageConfig::default()).await?;

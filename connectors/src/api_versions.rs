@@ -87,19 +87,28 @@ const GOOGLE_ADS: &[ApiVersion] = &[
     projected("v26", 2027, 11),
 ];
 
-/// The versions tidemark knows for a platform, oldest first.
+/// The versions tidemark knows for a platform, oldest first; empty for a platform whose API
+/// is not versioned (Naver Search Ad's paths carry no version and changes are announced on
+/// its notice board, github.com/naver/searchad-apidoc).
 pub fn known(platform: Platform) -> &'static [ApiVersion] {
     match platform {
         Platform::Meta => META,
         Platform::GoogleAds => GOOGLE_ADS,
+        Platform::NaverSearchAd => &[],
     }
 }
 
-/// The version a source uses when `api_version` is not set.
+/// Whether requests to the platform name an API version at all.
+pub fn is_versioned(platform: Platform) -> bool {
+    !known(platform).is_empty()
+}
+
+/// The version a source uses when `api_version` is not set (empty when unversioned).
 pub fn default_version(platform: Platform) -> &'static str {
     match platform {
         Platform::Meta => "v26.0",
         Platform::GoogleAds => "v26",
+        Platform::NaverSearchAd => "",
     }
 }
 
@@ -123,6 +132,9 @@ pub enum Verdict {
 /// The verdict for `version` of `platform` on `today`.
 pub fn check(platform: Platform, version: &str, today: NaiveDate) -> Verdict {
     let versions = known(platform);
+    if versions.is_empty() {
+        return Verdict::Live;
+    }
     match versions.iter().find(|v| v.name == version) {
         Some(v) => match v.sunset {
             Some(sunset) if sunset <= today => Verdict::Sunset {
@@ -222,6 +234,7 @@ fn label(platform: Platform) -> &'static str {
     match platform {
         Platform::Meta => "Meta Marketing",
         Platform::GoogleAds => "Google Ads",
+        Platform::NaverSearchAd => "Naver Search Ad",
     }
 }
 
@@ -235,7 +248,7 @@ mod tests {
 
     #[test]
     fn defaults_are_listed_and_alive_today() {
-        for platform in [Platform::Meta, Platform::GoogleAds] {
+        for platform in Platform::ALL.into_iter().filter(|p| is_versioned(*p)) {
             let default = default_version(platform);
             assert!(known(platform).iter().any(|v| v.name == default));
             assert_eq!(check(platform, default, day("2026-12-02")), Verdict::Live);
@@ -247,7 +260,7 @@ mod tests {
     #[test]
     fn defaults_are_not_within_a_month_of_their_sunset_on_the_wall_clock() {
         let today = chrono::Utc::now().date_naive();
-        for platform in [Platform::Meta, Platform::GoogleAds] {
+        for platform in Platform::ALL {
             let default = default_version(platform);
             assert_eq!(
                 check(platform, default, today),

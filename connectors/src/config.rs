@@ -13,6 +13,11 @@
 //! accounts = ["123-456-7890"]
 //! # access tokens last an hour: give the OAuth client and refresh token instead
 //! oauth = { client_id = "x.apps.googleusercontent.com", client_secret = { env = "S" }, refresh_token = { env = "R" } }
+//!
+//! [sources.naver_search_ad]            # HMAC-signed: an API license and its secret key
+//! api_key = { env = "NAVER_API_KEY" }
+//! secret_key = { env = "NAVER_SECRET_KEY" }
+//! accounts = ["1234567"]               # customer ids (sent as X-Customer)
 //! ```
 
 use std::collections::BTreeMap;
@@ -31,6 +36,12 @@ use crate::secret::SecretRef;
 pub enum Platform {
     Meta,
     GoogleAds,
+    NaverSearchAd,
+}
+
+impl Platform {
+    /// Every platform tidemark has a client for.
+    pub const ALL: [Platform; 3] = [Platform::Meta, Platform::GoogleAds, Platform::NaverSearchAd];
 }
 
 impl Platform {
@@ -38,26 +49,33 @@ impl Platform {
         match self {
             Platform::Meta => "meta",
             Platform::GoogleAds => "google_ads",
+            Platform::NaverSearchAd => "naver_search_ad",
         }
     }
 
     /// Days a sync re-pulls by default, from each platform's documented restatement:
     /// Meta freezes insights 28 days after the day; Google Ads conversions can change for up
-    /// to 90 days (conversion windows). (GA4 settles in ~2 days, Kakao 7 days for 7-day
-    /// conversion fields: used when those clients arrive.)
+    /// to 90 days (conversion windows). Naver back-fills its conversion reports as indirect
+    /// conversions arrive and publishes no horizon; 14 days is an assumption (the field
+    /// reports in shared/reference/ad-apis.md §3 suggest 7–14), set `window_days` to widen it.
+    /// (GA4 settles in ~2 days, Kakao 7 days for 7-day conversion fields: used when those
+    /// clients arrive.)
     pub fn default_window_days(self) -> u64 {
         match self {
             Platform::Meta => 28,
             Platform::GoogleAds => 90,
+            Platform::NaverSearchAd => 14,
         }
     }
 
     /// Days per request unit: Meta's async report jobs are cheaper in weekly pieces; a
-    /// Google Ads search stream returns a whole window in one response.
+    /// Google Ads search stream returns a whole window in one response; a Naver stat report
+    /// covers exactly one day.
     pub fn default_chunk_days(self) -> u64 {
         match self {
             Platform::Meta => 7,
             Platform::GoogleAds => 30,
+            Platform::NaverSearchAd => 1,
         }
     }
 
@@ -65,6 +83,7 @@ impl Platform {
         match self {
             Platform::Meta => "https://graph.facebook.com",
             Platform::GoogleAds => "https://googleads.googleapis.com",
+            Platform::NaverSearchAd => "https://api.searchad.naver.com",
         }
     }
 
@@ -78,14 +97,54 @@ impl Platform {
         match self {
             Platform::Meta => "meta_insights",
             Platform::GoogleAds => "google_ads_ad_daily",
+            Platform::NaverSearchAd => "naver_search_ad_stats",
         }
     }
 
     fn parse(name: &str) -> Option<Self> {
-        match name {
-            "meta" => Some(Platform::Meta),
-            "google_ads" => Some(Platform::GoogleAds),
-            _ => None,
+        Platform::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// What a source section of this platform must hold to authenticate, if anything is
+    /// missing or does not fit.
+    fn credential_problem(self, name: &str, config: &SourceConfig) -> Option<String> {
+        let env = "= { env = \"…\" }";
+        match self {
+            Platform::Meta | Platform::GoogleAds => {
+                match (&config.access_token, &config.oauth) {
+                    (Some(_), Some(_)) => {
+                        return Some(format!(
+                            "[sources.{name}]: give access_token or [sources.{name}.oauth], not both"
+                        ))
+                    }
+                    (None, None) => {
+                        return Some(format!(
+                            "[sources.{name}]: no credential: add access_token {env}{}",
+                            if self == Platform::GoogleAds { " or an [oauth] section" } else { "" }
+                        ))
+                    }
+                    (None, Some(_)) if self == Platform::Meta => {
+                        return Some(format!(
+                            "[sources.{name}]: Meta takes access_token (a system-user token), not oauth"
+                        ))
+                    }
+                    _ => {}
+                }
+                if self == Platform::GoogleAds && config.developer_token.is_none() {
+                    return Some(format!(
+                        "[sources.{name}]: Google Ads needs developer_token {env}"
+                    ));
+                }
+                None
+            }
+            Platform::NaverSearchAd => match (&config.api_key, &config.secret_key) {
+                (Some(_), Some(_)) => None,
+                _ => Some(format!(
+                    "[sources.{name}]: no credential: Naver Search Ad signs every request with \
+                     an API license and its secret key: add api_key {env} and secret_key {env} \
+                     (searchad.naver.com → Tools → API manager)"
+                )),
+            },
         }
     }
 }
@@ -125,6 +184,10 @@ pub struct SourceConfig {
     pub developer_token: Option<SecretRef>,
     /// Google Ads manager (MCC) account the calls are made through.
     pub login_customer_id: Option<String>,
+    /// Naver Search Ad: the API license (access license), sent as `X-API-KEY`.
+    pub api_key: Option<SecretRef>,
+    /// Naver Search Ad: the secret key that signs each request (never sent).
+    pub secret_key: Option<SecretRef>,
     /// API host, e.g. a simulator's `http://127.0.0.1:PORT`.
     pub base_url: Option<String>,
     pub api_version: Option<String>,
@@ -252,12 +315,14 @@ impl ResolvedSource {
     }
 }
 
-/// `act_123` → `123` for Meta; `123-456-7890` → `1234567890` for Google Ads.
+/// `act_123` → `123` for Meta; `123-456-7890` → `1234567890` for Google Ads; Naver customer
+/// ids as given.
 pub fn normalize_account_id(platform: Platform, id: &str) -> String {
     let id = id.trim();
     match platform {
         Platform::Meta => id.strip_prefix("act_").unwrap_or(id).to_string(),
         Platform::GoogleAds => id.chars().filter(|c| *c != '-').collect(),
+        Platform::NaverSearchAd => id.to_string(),
     }
 }
 
@@ -294,36 +359,16 @@ impl ProjectConfig {
                     None => Platform::parse(name).ok_or_else(|| {
                         format!(
                             "[sources.{name}]: cannot tell the platform from the name; add \
-                             platform = \"meta\" or \"google_ads\""
+                             platform = one of {}",
+                            Platform::ALL.map(|p| format!("\"{p}\"")).join(", ")
                         )
                     })?,
                 };
                 if config.accounts.is_empty() {
                     return Err(format!("[sources.{name}]: accounts is empty"));
                 }
-                match (&config.access_token, &config.oauth, platform) {
-                    (Some(_), Some(_), _) => {
-                        return Err(format!(
-                            "[sources.{name}]: give access_token or [sources.{name}.oauth], not both"
-                        ))
-                    }
-                    (None, None, _) => {
-                        return Err(format!(
-                            "[sources.{name}]: no credential: add access_token = {{ env = \"…\" }}{}",
-                            if platform == Platform::GoogleAds { " or an [oauth] section" } else { "" }
-                        ))
-                    }
-                    (None, Some(_), Platform::Meta) => {
-                        return Err(format!(
-                            "[sources.{name}]: Meta takes access_token (a system-user token), not oauth"
-                        ))
-                    }
-                    _ => {}
-                }
-                if platform == Platform::GoogleAds && config.developer_token.is_none() {
-                    return Err(format!(
-                        "[sources.{name}]: Google Ads needs developer_token = {{ env = \"…\" }}"
-                    ));
+                if let Some(problem) = platform.credential_problem(name, config) {
+                    return Err(problem);
                 }
                 if !name
                     .chars()

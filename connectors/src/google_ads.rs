@@ -301,7 +301,7 @@ impl Source for GoogleAdsSource {
         Box::pin(self.fetch_unit(unit, sink))
     }
 
-    fn records(&self, body: &[u8]) -> Result<Vec<Record>, String> {
+    fn records(&self, _request: &str, body: &[u8]) -> Result<Vec<Record>, String> {
         let batches: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
         let batches = batches
             .as_array()

@@ -8,7 +8,7 @@
 //! # Layout
 //! - [`config`]: `[sources.*]` in `tidemark.toml`; [`secret`]: credentials that never print.
 //! - [`api_versions`]: each platform's API versions and sunset dates; the default; verdicts.
-//! - [`source`]: the `Source` trait; [`meta`] and [`google_ads`]: the platform clients.
+//! - [`source`]: the `Source` trait; [`meta`], [`google_ads`] and [`naver`]: the platform clients.
 //! - [`throttle`]: per-credential concurrency caps, platform-signalled waits, retries.
 //! - [`raw`]: landing payloads in `raw/` with a manifest, quarantine, reading runs back.
 //! - [`journal`]: a run's plan and committed jobs under `_tidemark/`, for resuming.
@@ -17,7 +17,7 @@
 //! - [`sync`]: plan → fetch → land → normalize → one commit per table; replay from raw.
 //! - [`gaps`]: slices of the configured history the ledger says are missing or stale.
 //! - [`status`]: freshness, unfinished jobs and quarantine per source and account.
-//! - [`sim`]: faithful Meta and Google Ads simulators over a seeded ground truth.
+//! - [`sim`]: faithful simulators of every platform over a seeded ground truth.
 //!
 //! # Key decision
 //! A sync produces the complete current rows of every (source, account, day) in its window and
@@ -34,6 +34,7 @@ pub mod journal;
 /// Leases live in the engine (marts use them too); re-exported where the scheduler found them.
 pub use engine::lease;
 pub mod meta;
+pub mod naver;
 pub mod normalize;
 pub mod oauth;
 pub mod queue;
@@ -106,12 +107,25 @@ pub fn build_sources_with(
     for source in sources {
         let secret = |r: &secret::SecretRef, key: &str| resolve(source, r, key);
         let c = &source.config;
-        let credential = match (&c.access_token, &c.oauth) {
-            (Some(token), _) => oauth::Credential::Static {
+        let credential = match (source.platform, &c.access_token, &c.oauth) {
+            (Platform::NaverSearchAd, _, _) => {
+                let needed = |r: &Option<secret::SecretRef>, key: &str| match r {
+                    Some(r) => secret(r, key),
+                    None => Err(Error::Config(format!(
+                        "[sources.{}]: Naver Search Ad needs {key}",
+                        source.name
+                    ))),
+                };
+                oauth::Credential::Signing {
+                    key: needed(&c.api_key, "api_key")?,
+                    secret: needed(&c.secret_key, "secret_key")?,
+                }
+            }
+            (_, Some(token), _) => oauth::Credential::Static {
                 token: secret(token, "access_token")?,
                 origin: token.describe(),
             },
-            (None, Some(o)) => oauth::Credential::Refreshing(oauth::Refresher::new(
+            (_, None, Some(o)) => oauth::Credential::Refreshing(oauth::Refresher::new(
                 o.token_url
                     .clone()
                     .unwrap_or_else(|| oauth::GOOGLE_TOKEN_URL.to_string()),
@@ -121,7 +135,7 @@ pub fn build_sources_with(
                 o.refresh_token.describe(),
                 http_client()?,
             )),
-            (None, None) => {
+            (_, None, None) => {
                 return Err(Error::Config(format!(
                     "[sources.{}]: no credential configured",
                     source.name
@@ -166,6 +180,14 @@ pub fn build_sources_with(
                 };
                 built.push(Arc::new(google_ads::GoogleAdsSource::new(
                     source, credential, developer, throttle,
+                )?))
+            }
+            Platform::NaverSearchAd => {
+                let oauth::Credential::Signing { key, secret } = credential else {
+                    unreachable!("Naver sources are given a signing credential above")
+                };
+                built.push(Arc::new(naver::NaverSource::new(
+                    source, key, secret, throttle,
                 )?))
             }
         }

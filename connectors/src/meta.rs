@@ -466,7 +466,7 @@ impl Source for MetaSource {
         Box::pin(self.fetch_unit(unit, sink))
     }
 
-    fn records(&self, body: &[u8]) -> Result<Vec<Record>, String> {
+    fn records(&self, _request: &str, body: &[u8]) -> Result<Vec<Record>, String> {
         let page: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
         let data = page
             .as_object()

@@ -1,7 +1,8 @@
 //! Credentials that may need refreshing. Meta takes long-lived (system user) tokens; Google
 //! access tokens last an hour, so a Google source can instead hold an OAuth 2.0 client and a
 //! refresh token and get a fresh access token from the token endpoint when the cached one is
-//! about to expire (RFC 6749 §6: `grant_type=refresh_token`).
+//! about to expire (RFC 6749 §6: `grant_type=refresh_token`). Naver Search Ad signs each
+//! request with an API key's secret instead of sending a token.
 
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub enum Credential {
     Static { token: Secret, origin: String },
     /// An OAuth client that refreshes access tokens.
     Refreshing(Refresher),
+    /// An API key and the secret that signs each request (Naver Search Ad); no bearer token.
+    Signing { key: Secret, secret: Secret },
 }
 
 /// The refresh-token flow with a cached access token.
@@ -139,6 +142,9 @@ impl Credential {
         match self {
             Credential::Static { token, .. } => Ok(token.clone()),
             Credential::Refreshing(r) => r.access_token().await,
+            Credential::Signing { .. } => {
+                Err("this source signs its requests and has no access token".into())
+            }
         }
     }
 
@@ -147,6 +153,7 @@ impl Credential {
         match self {
             Credential::Static { origin, .. } => origin,
             Credential::Refreshing(r) => &r.origin,
+            Credential::Signing { .. } => "api_key and secret_key",
         }
     }
 
@@ -155,6 +162,7 @@ impl Credential {
         match self {
             Credential::Static { token, .. } => token.fingerprint(),
             Credential::Refreshing(r) => r.refresh_token.fingerprint(),
+            Credential::Signing { key, .. } => key.fingerprint(),
         }
     }
 
@@ -163,6 +171,7 @@ impl Credential {
         match self {
             Credential::Static { token, .. } => vec![token],
             Credential::Refreshing(r) => vec![&r.client_secret, &r.refresh_token],
+            Credential::Signing { key, secret } => vec![key, secret],
         }
     }
 }

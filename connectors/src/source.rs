@@ -156,9 +156,23 @@ pub trait Source: Send + Sync {
     /// Fetch every page of `unit` into `sink`.
     fn fetch<'a>(&'a self, unit: &'a Unit, sink: &'a mut PageSink) -> BoxFuture<'a, Result<()>>;
 
-    /// The records of one landed page.
-    fn records(&self, body: &[u8]) -> Result<Vec<Record>, String>;
+    /// The records of one landed page. `request` is what the page's manifest says was asked
+    /// (a platform whose payloads do not say what they are, like Naver's header-less TSV
+    /// reports, reads the report type from it).
+    fn records(&self, request: &str, body: &[u8]) -> Result<Vec<Record>, String>;
 
     /// The `ad_performance` row of one record.
     fn ad_row(&self, account: &str, record: &Record) -> Result<AdRow, String>;
+
+    /// The `ad_performance` rows of a unit's records: one per record by default. A platform
+    /// whose records are finer than an ad-day (Naver: per keyword, media and device, with
+    /// conversions in a second report) sums them to one row per (day, ad) here. An error
+    /// names the index of the record that could not be read.
+    fn ad_rows(&self, account: &str, records: &[Record]) -> Result<Vec<AdRow>, (usize, String)> {
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.ad_row(account, r).map_err(|e| (i, e)))
+            .collect()
+    }
 }

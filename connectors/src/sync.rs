@@ -182,13 +182,14 @@ fn normalize_unit(
     let spec = source.spec();
     let hint = format!("[sources.{}.aliases]", source.name());
     let mut records: Vec<(Record, Provenance)> = Vec::new();
-    let mut ad_rows = Vec::new();
+    // The page and the index within it of each record, to name where a bad row came from.
+    let mut origins: Vec<(u32, usize)> = Vec::new();
     for (entry, body) in pages {
         let refuse = |reason: String| Refusal {
             page: entry.page,
             reason,
         };
-        let page_records = source.records(body).map_err(refuse)?;
+        let page_records = source.records(&entry.request, body).map_err(refuse)?;
         normalize::check_payload(spec, &page_records, &hint).map_err(refuse)?;
         let provenance = Provenance {
             source: source.name().to_string(),
@@ -196,30 +197,37 @@ fn normalize_unit(
             fetched_at: entry.fetched_at,
             raw_ref: entry.path.clone(),
         };
-        for (i, record) in page_records.into_iter().enumerate() {
-            let row = source
-                .ad_row(&unit.account, &record)
-                .map_err(|e| refuse(format!("row {i}: {e}")))?;
-            match row.date {
-                Some(day) if day >= unit.since && day <= unit.until => {}
-                other => {
-                    return Err(refuse(format!(
-                        "row {i} is dated {} but the request was for {}..{}",
-                        other.map_or("nothing".into(), |d| d.to_string()),
-                        unit.since,
-                        unit.until
-                    )))
-                }
-            }
-            ad_rows.push(row);
-            records.push((record, provenance.clone()));
-        }
+        origins.extend((0..page_records.len()).map(|i| (entry.page, i)));
+        records.extend(page_records.into_iter().map(|r| (r, provenance.clone())));
     }
     let last_page = pages.last().map_or(0, |(e, _)| e.page);
     let refuse = |reason: String| Refusal {
         page: last_page,
         reason,
     };
+    let unit_records: Vec<Record> = records.iter().map(|(r, _)| r.clone()).collect();
+    let ad_rows = source
+        .ad_rows(&unit.account, &unit_records)
+        .map_err(|(index, reason)| {
+            let (page, row) = origins.get(index).copied().unwrap_or((last_page, index));
+            Refusal {
+                page,
+                reason: format!("row {row}: {reason}"),
+            }
+        })?;
+    for (i, row) in ad_rows.iter().enumerate() {
+        match row.date {
+            Some(day) if day >= unit.since && day <= unit.until => {}
+            other => {
+                return Err(refuse(format!(
+                    "ad_performance row {i} is dated {} but the request was for {}..{}",
+                    other.map_or("nothing".into(), |d| d.to_string()),
+                    unit.since,
+                    unit.until
+                )))
+            }
+        }
+    }
     let source_batch =
         normalize::source_batch(spec, source.date_key(), &records).map_err(refuse)?;
     let ad_batch = normalize::ad_performance_batch(source.name(), &ad_rows).map_err(refuse)?;

@@ -15,7 +15,7 @@ use crate::normalize::normalize_key;
 pub struct Faults {
     /// The next N data requests get the platform's own rate-limit answer (Meta: HTTP 400
     /// with codes 80000/17/613/4/80004 and usage headers at 100%; Google Ads: HTTP 429
-    /// RESOURCE_EXHAUSTED with a `retryDelay`).
+    /// RESOURCE_EXHAUSTED with a `retryDelay`; Naver: HTTP 429 with no hint).
     pub throttle: u32,
     /// Meta: `estimated_time_to_regain_access` (minutes) sent with throttled answers.
     pub regain_minutes: u32,
@@ -32,7 +32,8 @@ pub struct Faults {
     pub slow_ms: u64,
     /// Every data request for this account fails with HTTP 500 (a permanent failure).
     pub fail_account: Option<String>,
-    /// Meta: the next N report runs end "Job Failed".
+    /// Meta: the next N report runs end "Job Failed"; Naver: the next N report jobs end in
+    /// `ERROR`.
     pub job_failures: u32,
     /// Google Ads: the daily operations quota is spent (429 with a day-long retryDelay).
     pub quota_exhausted: bool,
@@ -127,6 +128,9 @@ pub struct Drift {
     pub key_case: KeyCase,
     /// Rows of this account carry values that do not parse ("n/a" impressions).
     pub malformed_account: Option<String>,
+    /// The platform's older payload shape, which files still in circulation have (Naver: `AD`
+    /// reports without the appended View count column, conversion types as codes 1–5).
+    pub legacy_format: bool,
 }
 
 impl Drift {

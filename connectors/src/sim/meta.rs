@@ -230,7 +230,7 @@ pub async fn handle(
         (&Method::POST, [_, object, "insights"]) if object.starts_with("act_") => {
             match new_run(world, &object[4..], &params) {
                 Ok(mut run) => {
-                    run.fails = world.take_job_failure();
+                    run.fails = world.take_job_failure(Platform::Meta);
                     let id = format!("60230{:010}", world.next_id());
                     world.count(Platform::Meta, |s| s.report_runs += 1);
                     world

@@ -1,5 +1,6 @@
-//! Faithful simulators of the Meta Marketing API (insights) and the Google Ads API
-//! (searchStream), on one loopback HTTP server, over a seeded ground truth.
+//! Faithful simulators of the Meta Marketing API (insights), the Google Ads API
+//! (searchStream) and Naver Search Ad (stat reports), on one loopback HTTP server, over a
+//! seeded ground truth.
 //!
 //! - [`truth`]: the seeded ground truth and what a platform reports of it at a given day.
 //! - [`World`]: ground truth per platform (accounts, campaigns, ad groups, ads; final metrics
@@ -8,8 +9,8 @@
 //! - [`faults`]: what goes wrong on demand (rate-limit storms in each platform's own dialect,
 //!   5xx, truncated bodies, slow answers, failing report runs) and schema drift (an added
 //!   field, a renamed field, keys in another case, unparseable values).
-//! - [`meta`] and [`google_ads`]: the platforms' real paths, auth, paging, async report runs,
-//!   error bodies and rate-limit signals.
+//! - [`meta`], [`google_ads`] and [`naver`]: the platforms' real paths, auth (Naver's HMAC
+//!   signatures), paging, async report jobs, error bodies and rate-limit signals.
 //!
 //! Control endpoints (not part of either API):
 //! ```text
@@ -24,6 +25,7 @@
 pub mod faults;
 pub mod google_ads;
 pub mod meta;
+pub mod naver;
 pub mod truth;
 
 use std::collections::{BTreeMap, HashMap};
@@ -64,6 +66,11 @@ pub struct SimConfig {
     pub google_refresh_token: String,
     /// Status polls a Meta report run takes to complete.
     pub meta_job_polls: u32,
+    /// Naver Search Ad: the API license and the secret key signatures are checked with.
+    pub naver_api_key: String,
+    pub naver_secret: String,
+    /// Status polls a Naver report job takes to be built.
+    pub naver_job_polls: u32,
 }
 
 impl Default for SimConfig {
@@ -79,6 +86,9 @@ impl Default for SimConfig {
             google_client_secret: "sim-client-secret".into(),
             google_refresh_token: "sim-refresh-token".into(),
             meta_job_polls: 2,
+            naver_api_key: "sim-naver-api-key".into(),
+            naver_secret: "sim-naver-secret".into(),
+            naver_job_polls: 2,
         }
     }
 }
@@ -107,11 +117,22 @@ pub struct Reported<'a> {
     pub metrics: Metrics,
 }
 
+/// One made-up credential of a simulated platform: the config key it fills, the `SIM_…`
+/// variable `tidemark sim serve` exports it as, and its value.
+#[derive(Debug, Clone)]
+pub struct SimCredential {
+    pub platform: Platform,
+    pub key: &'static str,
+    pub var: &'static str,
+    pub value: String,
+}
+
 /// The simulators' shared state.
 pub struct World {
     pub config: SimConfig,
     meta: Truth,
     google: Truth,
+    naver: Truth,
     now: RwLock<NaiveDate>,
     faults: Mutex<BTreeMap<Platform, Faults>>,
     drift: Mutex<BTreeMap<Platform, Drift>>,
@@ -119,8 +140,14 @@ pub struct World {
     /// Arrival times of the last second's data requests, per platform.
     arrivals: Mutex<BTreeMap<Platform, std::collections::VecDeque<std::time::Instant>>>,
     pub(crate) meta_jobs: Mutex<HashMap<String, meta::ReportRun>>,
+    pub(crate) naver_jobs: Mutex<BTreeMap<u64, naver::ReportJob>>,
+    /// The last signatures Naver requests were accepted with (at most [`SIGNATURES_KEPT`]).
+    naver_signatures: Mutex<std::collections::VecDeque<naver::SignedRequest>>,
     next_id: AtomicU64,
 }
+
+/// Accepted Naver signatures kept for inspection.
+pub const SIGNATURES_KEPT: usize = 10_000;
 
 impl World {
     pub fn new(config: SimConfig) -> Arc<Self> {
@@ -138,16 +165,24 @@ impl World {
                 base: 1_234_567_001,
             },
         );
+        let naver = Truth::with_ids(
+            config.seed ^ 0x6e61_7665,
+            config.accounts,
+            IdStyle::Naver { base: 1_100_001 },
+        );
         Arc::new(World {
             now: RwLock::new(config.today),
             config,
             meta,
             google,
+            naver,
             faults: Mutex::default(),
             drift: Mutex::default(),
             stats: Mutex::default(),
             arrivals: Mutex::default(),
             meta_jobs: Mutex::default(),
+            naver_jobs: Mutex::default(),
+            naver_signatures: Mutex::default(),
             next_id: AtomicU64::new(1),
         })
     }
@@ -165,7 +200,98 @@ impl World {
         match platform {
             Platform::Meta => &self.meta,
             Platform::GoogleAds => &self.google,
+            Platform::NaverSearchAd => &self.naver,
         }
+    }
+
+    /// Every credential the simulators accept, per platform in config order.
+    pub fn credentials(&self) -> Vec<SimCredential> {
+        let c = &self.config;
+        let credential = |platform, key, var, value: &String| SimCredential {
+            platform,
+            key,
+            var,
+            value: value.clone(),
+        };
+        vec![
+            credential(
+                Platform::Meta,
+                "access_token",
+                "SIM_META_TOKEN",
+                &c.meta_token,
+            ),
+            credential(
+                Platform::GoogleAds,
+                "access_token",
+                "SIM_GOOGLE_TOKEN",
+                &c.google_token,
+            ),
+            credential(
+                Platform::GoogleAds,
+                "developer_token",
+                "SIM_GOOGLE_DEVELOPER_TOKEN",
+                &c.google_developer_token,
+            ),
+            credential(
+                Platform::NaverSearchAd,
+                "api_key",
+                "SIM_NAVER_API_KEY",
+                &c.naver_api_key,
+            ),
+            credential(
+                Platform::NaverSearchAd,
+                "secret_key",
+                "SIM_NAVER_SECRET",
+                &c.naver_secret,
+            ),
+        ]
+    }
+
+    /// The value of a platform's credential `key` (for handing it over in memory).
+    pub fn credential(&self, platform: Platform, key: &str) -> Option<String> {
+        self.credentials()
+            .into_iter()
+            .find(|c| c.platform == platform && c.key == key)
+            .map(|c| c.value)
+    }
+
+    /// The `[sources.*]` sections of a `tidemark.toml` pointing at these simulators, every
+    /// credential read from its `SIM_…` variable.
+    pub fn sources_toml(&self, base_url: &str, window_days: u64, poll_interval: &str) -> String {
+        let credentials = self.credentials();
+        let mut out = String::new();
+        for platform in Platform::ALL {
+            let ids = format!("{:?}", self.account_ids(platform)).replace(['[', ']'], "");
+            out.push_str(&format!(
+                "[sources.{platform}]\nbase_url = \"{base_url}\"\n"
+            ));
+            for c in credentials.iter().filter(|c| c.platform == platform) {
+                out.push_str(&format!("{} = {{ env = \"{}\" }}\n", c.key, c.var));
+            }
+            out.push_str(&format!(
+                "accounts = [{ids}]\nwindow_days = {window_days}\npoll_interval = \"{poll_interval}\"\n\n"
+            ));
+        }
+        out
+    }
+
+    /// Remember a Naver request whose signature was accepted.
+    pub(crate) fn record_naver_signature(&self, signed: naver::SignedRequest) {
+        let mut kept = self.naver_signatures.lock().expect("signatures lock");
+        if kept.len() == SIGNATURES_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(signed);
+    }
+
+    /// The Naver requests accepted so far (the last [`SIGNATURES_KEPT`]), oldest first.
+    pub fn naver_signatures(&self) -> Vec<naver::SignedRequest> {
+        self.naver_signatures
+            .lock()
+            .expect("signatures lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub fn now(&self) -> NaiveDate {
@@ -263,9 +389,9 @@ impl World {
         recent.len() as u64
     }
 
-    pub(crate) fn take_job_failure(&self) -> bool {
+    pub(crate) fn take_job_failure(&self, platform: Platform) -> bool {
         let mut all = self.faults.lock().expect("faults lock");
-        let plan = all.entry(Platform::Meta).or_default();
+        let plan = all.entry(platform).or_default();
         if plan.job_failures > 0 {
             plan.job_failures -= 1;
             true
@@ -338,6 +464,8 @@ async fn platform_request(
     let path = uri.path().to_string();
     if path.contains("/customers/") {
         google_ads::handle(&world, &method, &uri, &headers, &body).await
+    } else if path.starts_with("/stat-reports") || path == "/report-download" {
+        naver::handle(&world, &method, &uri, &headers, &body).await
     } else {
         meta::handle(&world, &method, &uri, &headers, &body).await
     }
@@ -389,10 +517,10 @@ async fn set_drift(
 }
 
 async fn get_stats(State(world): State<Arc<World>>) -> Json<Value> {
-    Json(json!({
-        "meta": world.stats(Platform::Meta),
-        "google_ads": world.stats(Platform::GoogleAds),
-    }))
+    Json(json!(Platform::ALL
+        .into_iter()
+        .map(|p| (p.name().to_string(), json!(world.stats(p))))
+        .collect::<BTreeMap<_, _>>()))
 }
 
 /// A JSON response with a status.

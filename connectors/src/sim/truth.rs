@@ -69,6 +69,9 @@ pub enum IdStyle {
     /// Digits only, as Meta and Google Ads use: accounts from `base`, children by appending
     /// two digits per level.
     Numeric { base: u64 },
+    /// Naver Search Ad's: numeric customer ids from `base`; `cmp-a001-01-…`, `grp-a001-01-…`
+    /// and `nad-a001-01-…` entity ids (the prefixes of Naver's samples) nesting by digits.
+    Naver { base: u64 },
 }
 
 impl Truth {
@@ -82,6 +85,15 @@ impl Truth {
         let child = |parent: &str, tag: char, n: usize| match style {
             IdStyle::Readable => format!("{parent}_{tag}{n}"),
             IdStyle::Numeric { .. } => format!("{parent}{n:02}"),
+            IdStyle::Naver { .. } => {
+                let digits = parent.rsplit('-').next().unwrap_or(parent);
+                let prefix = match tag {
+                    'c' => "cmp",
+                    'g' => "grp",
+                    _ => "nad",
+                };
+                format!("{prefix}-a001-01-{digits}{n:02}")
+            }
         };
         let accounts: Vec<Account> = ACCOUNT_NAMES
             .iter()
@@ -90,7 +102,9 @@ impl Truth {
             .map(|(i, (name, currency))| Account {
                 id: match style {
                     IdStyle::Readable => format!("act_{}", 1001 + i),
-                    IdStyle::Numeric { base } => (base + i as u64).to_string(),
+                    IdStyle::Numeric { base } | IdStyle::Naver { base } => {
+                        (base + i as u64).to_string()
+                    }
                 },
                 name: name.to_string(),
                 currency: currency.to_string(),
@@ -127,6 +141,12 @@ impl Truth {
     /// The account with this id.
     pub fn account(&self, id: &str) -> Option<(usize, &Account)> {
         self.accounts.iter().enumerate().find(|(_, a)| a.id == id)
+    }
+
+    /// A stable pseudo-random number for (ad, day, salt), for how a simulator splits or
+    /// spells a reported value.
+    pub fn noise(&self, ad: &Ad, day: NaiveDate, salt: u64) -> u64 {
+        self.hash(&ad.ad_id, day, salt.wrapping_add(1000))
     }
 
     fn hash(&self, ad: &str, day: NaiveDate, salt: u64) -> u64 {

@@ -1,7 +1,7 @@
 //! `tidemark demo`: the whole flow on the built-in simulators, with nothing else running.
 //!
-//! Starts the Meta and Google Ads simulators on loopback, syncs a 30-day window of both over
-//! their real APIs (async report runs, GAQL search streams) at simulated day T, moves the
+//! Starts the platform simulators on loopback, syncs a 30-day window of each over their real
+//! APIs (async report runs, GAQL search streams, signed stat-report jobs) at simulated day T, moves the
 //! platforms' clock forward and syncs again (values restate, late rows appear, some rows
 //! vanish), builds the `daily_campaign` mart, and prints what changed between the syncs, the
 //! mart's top rows and how long each step took. Every payload is landed in `raw/` first, so
@@ -89,29 +89,25 @@ pub struct DemoArgs {
 /// Days each demo sync pulls.
 const WINDOW_DAYS: u64 = 30;
 
-/// The demo's sources: both simulators, 30-day windows, fast polling.
-fn demo_sources(world: &World, base_url: &str) -> anyhow::Result<Vec<Arc<dyn Source>>> {
-    let ids = |p: Platform| format!("{:?}", world.account_ids(p)).replace(['[', ']'], "");
-    let text = format!(
-        "[sources.meta]\nbase_url = \"{base_url}\"\naccess_token = {{ env = \"UNUSED\" }}\n\
-         accounts = [{}]\nwindow_days = {WINDOW_DAYS}\npoll_interval = \"20ms\"\n\n\
-         [sources.google_ads]\nbase_url = \"{base_url}\"\naccess_token = {{ env = \"UNUSED\" }}\n\
-         developer_token = {{ env = \"UNUSED\" }}\naccounts = [{}]\nwindow_days = {WINDOW_DAYS}\n",
-        ids(Platform::Meta),
-        ids(Platform::GoogleAds)
-    );
+/// The demo's sources: every simulator, 30-day windows, fast polling.
+fn demo_sources(world: &Arc<World>, base_url: &str) -> anyhow::Result<Vec<Arc<dyn Source>>> {
+    let text = world.sources_toml(base_url, WINDOW_DAYS, "20ms");
     let config = ProjectConfig::parse(&text).map_err(anyhow::Error::msg)?;
     let sources = config.sources().map_err(anyhow::Error::msg)?;
     // The simulators' own credentials, handed over in memory.
-    let c = world.config.clone();
+    let world = Arc::clone(world);
     Ok(connectors::build_sources_with(
         &sources,
         move |source, _, key| {
-            Ok(Secret::new(match (source.platform, key) {
-                (Platform::Meta, _) => c.meta_token.clone(),
-                (Platform::GoogleAds, "developer_token") => c.google_developer_token.clone(),
-                (Platform::GoogleAds, _) => c.google_token.clone(),
-            }))
+            world
+                .credential(source.platform, key)
+                .map(Secret::new)
+                .ok_or_else(|| {
+                    connectors::Error::Config(format!(
+                        "the simulators have no {key} for {}",
+                        source.platform
+                    ))
+                })
         },
     )?)
 }
@@ -120,7 +116,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut timings: Vec<(String, Duration)> = Vec::new();
     let dir = args.dir.display().to_string();
 
-    let step = Step::start("starting the Meta and Google Ads simulators on loopback");
+    let step = Step::start("starting the platform simulators on loopback");
     let sim = connectors::sim::start_local(SimConfig {
         seed: args.seed,
         accounts: args.accounts,
@@ -132,7 +128,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let sources = demo_sources(&sim.world, &sim.base_url())?;
     timings.push(("start simulators".into(), step.finish()));
     outln!(
-        "Meta and Google Ads simulators listening on {}",
+        "{} simulators listening on {}",
+        platform_names(),
         sim.base_url()
     );
 
@@ -201,6 +198,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// "meta, google_ads and naver_search_ad".
+fn platform_names() -> String {
+    let names: Vec<&str> = Platform::ALL.iter().map(|p| p.name()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
+}
+
 /// The `ad_performance` version a sync left (its last commit).
 fn last_version(report: &SyncReport) -> anyhow::Result<u64> {
     report
@@ -221,8 +227,10 @@ async fn sync_step(
 ) -> anyhow::Result<SyncReport> {
     let window = Window::trailing_days(today, WINDOW_DAYS);
     let step = Step::start(format!(
-        "sync {number}: pulling {} to {} from Meta and Google Ads",
-        window.since, window.until
+        "sync {number}: pulling {} to {} from {}",
+        window.since,
+        window.until,
+        platform_names()
     ));
     let options = SyncOptions {
         run: format!("demo-{today}-{}", connectors::raw::new_run_id()),
@@ -308,20 +316,18 @@ async fn build_mart(
         .replace("{since}", &since.to_string())
         .replace("{until}", &until.to_string());
     let rows = session.sql(&sql).await?.collect().await?;
-    let slices = [Platform::Meta, Platform::GoogleAds]
-        .into_iter()
-        .flat_map(|platform| {
-            world
-                .truth(platform)
-                .accounts
-                .iter()
-                .flat_map(move |account| {
-                    windows.iter().flat_map(move |w| {
-                        w.days()
-                            .map(move |d| SliceKey::new(platform.name(), &account.id, d))
-                    })
+    let slices = Platform::ALL.into_iter().flat_map(|platform| {
+        world
+            .truth(platform)
+            .accounts
+            .iter()
+            .flat_map(move |account| {
+                windows.iter().flat_map(move |w| {
+                    w.days()
+                        .map(move |d| SliceKey::new(platform.name(), &account.id, d))
                 })
-        });
+            })
+    });
     Ok(warehouse
         .replace_mart_slices(MART)
         .with_slices(slices)

@@ -1,12 +1,11 @@
-//! `tidemark sim serve`: the Meta and Google Ads simulators as a standalone server, for trying
-//! tidemark (or any other client) without real accounts.
+//! `tidemark sim serve`: the platform simulators as a standalone server, for trying tidemark
+//! (or any other client) without real accounts.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
-use connectors::config::Platform;
 use connectors::sim::{SimConfig, World};
 
 #[derive(Debug, Args)]
@@ -17,10 +16,11 @@ pub struct SimArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SimCommand {
-    /// Serve both simulated APIs on one address until interrupted (Ctrl-C).
+    /// Serve every simulated API on one address until interrupted (Ctrl-C).
     ///
     /// Meta: /v26.0/act_{id}/insights (async report runs, cursor paging).
     /// Google Ads: /v26/customers/{id}/googleAds:searchStream (GAQL).
+    /// Naver Search Ad: /stat-reports, /report-download (HMAC-signed, one day per report).
     /// Versions past their sunset on the simulated day are refused as the platforms refuse them.
     /// Control: /_sim/clock, /_sim/faults, /_sim/drift, /_sim/stats.
     Serve(ServeArgs),
@@ -64,33 +64,20 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// How to point tidemark at the simulators. The tokens printed are the simulator's own
-/// made-up credentials, not secrets.
+/// How to point tidemark at the simulators. The credentials printed are the simulator's own
+/// made-up ones, not secrets.
 fn print_setup(base: &str, world: &World) {
-    let ids = |p: Platform| format!("{:?}", world.account_ids(p)).replace(['[', ']'], "");
-    let c = &world.config;
     outln!("simulators listening on {base} (today is {})", world.now());
     outln!();
-    outln!(
-        "export SIM_META_TOKEN={} SIM_GOOGLE_TOKEN={} SIM_GOOGLE_DEVELOPER_TOKEN={}",
-        c.meta_token,
-        c.google_token,
-        c.google_developer_token
-    );
+    let exports: Vec<String> = world
+        .credentials()
+        .iter()
+        .map(|c| format!("{}={}", c.var, c.value))
+        .collect();
+    outln!("export {}", exports.join(" "));
     outln!();
     outln!("# tidemark.toml");
     outln!("warehouse = \"warehouse\"");
     outln!();
-    outln!("[sources.meta]");
-    outln!("base_url = \"{base}\"");
-    outln!("access_token = {{ env = \"SIM_META_TOKEN\" }}");
-    outln!("accounts = [{}]", ids(Platform::Meta));
-    outln!("poll_interval = \"200ms\"");
-    outln!();
-    outln!("[sources.google_ads]");
-    outln!("base_url = \"{base}\"");
-    outln!("access_token = {{ env = \"SIM_GOOGLE_TOKEN\" }}");
-    outln!("developer_token = {{ env = \"SIM_GOOGLE_DEVELOPER_TOKEN\" }}");
-    outln!("accounts = [{}]", ids(Platform::GoogleAds));
-    outln!("window_days = 30");
+    outln!("{}", world.sources_toml(base, 30, "200ms").trim_end());
 }

@@ -87,6 +87,14 @@ impl Platform {
         }
     }
 
+    /// The format of the payloads the platform returns, as a file extension in `raw/`.
+    pub fn payload_format(self) -> &'static str {
+        match self {
+            Platform::Meta | Platform::GoogleAds => "json",
+            Platform::NaverSearchAd => "tsv",
+        }
+    }
+
     /// A version alive today (see [`crate::api_versions`] for the dates).
     pub fn default_api_version(self) -> &'static str {
         crate::api_versions::default_version(self)

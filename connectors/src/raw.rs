@@ -4,7 +4,7 @@
 //! in `raw/quarantine/` with the reason instead of being lost.
 //!
 //! ```text
-//! raw/runs/<run>/<source>/<account>/<since>_<until>/0000.json.gz      payload as returned
+//! raw/runs/<run>/<source>/<account>/<since>_<until>/0000.json.gz      payload as returned (.tsv.gz, .csv.gz)
 //! raw/runs/<run>/<source>/<account>/<since>_<until>/_complete.json    every page landed: the manifest
 //! raw/quarantine/<run>/<source>/<account>/<since>_<until>/0000.json.gz + 0000.reason.json
 //! ```
@@ -233,7 +233,23 @@ impl RawStore {
         body: &[u8],
         fetched_at: DateTime<Utc>,
     ) -> Result<ManifestEntry> {
-        let path = format!("{}/{page:04}.json.gz", self.unit_dir(unit));
+        self.land_as(unit, platform, "json", page, request, body, fetched_at)
+            .await
+    }
+
+    /// [`RawStore::land`] for a payload in `format` (the file extension: `json`, `tsv`, `csv`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn land_as(
+        &self,
+        unit: &Unit,
+        platform: &str,
+        format: &str,
+        page: u32,
+        request: &str,
+        body: &[u8],
+        fetched_at: DateTime<Utc>,
+    ) -> Result<ManifestEntry> {
+        let path = format!("{}/{page:04}.{format}.gz", self.unit_dir(unit));
         self.put(&path, gzip(body)).await?;
         Ok(ManifestEntry {
             run: self.run.clone(),
@@ -308,8 +324,16 @@ impl RawStore {
     ) -> Result<String> {
         let dir = format!("raw/quarantine/{}/{}", self.run, unit.dir());
         let stem = page.map_or("unit".to_string(), |p| format!("{p:04}"));
+        // The landed page's format (`0003.tsv.gz` → `tsv`); JSON when it never landed.
+        let format = raw_path
+            .as_deref()
+            .and_then(|p| p.rsplit('/').next())
+            .and_then(|name| name.strip_suffix(".gz"))
+            .and_then(|name| name.split_once('.'))
+            .map_or("json", |(_, format)| format)
+            .to_string();
         if let Some(body) = body {
-            self.put(&format!("{dir}/{stem}.json.gz"), gzip(body))
+            self.put(&format!("{dir}/{stem}.{format}.gz"), gzip(body))
                 .await?;
         }
         let record = QuarantineRecord {

@@ -52,9 +52,10 @@ impl PageSink {
     pub async fn land(&mut self, page: Page) -> Result<()> {
         let entry = self
             .raw
-            .land(
+            .land_as(
                 &self.unit,
                 self.platform.name(),
+                self.platform.payload_format(),
                 self.landed.len() as u32,
                 &page.request,
                 &page.body,

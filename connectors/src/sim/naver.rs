@@ -174,7 +174,8 @@ fn report_tsv(world: &World, job: &ReportJob) -> String {
 fn cut(tsv: &str) -> String {
     let half = tsv.len() / 2;
     let start = tsv[..half].rfind('\n').map_or(0, |i| i + 1);
-    tsv[..(start + 12).min(tsv.len().saturating_sub(1))].to_string()
+    let line = tsv[start..].find('\n').unwrap_or(tsv.len() - start);
+    tsv[..start + (line / 2).max(1).min(line)].to_string()
 }
 
 /// Check the signature headers; `Err` is Naver's refusal.

@@ -36,6 +36,8 @@ pub type Key = (String, String, NaiveDate, String);
 
 pub struct Harness {
     pub sim: RunningSim,
+    /// The platforms configured, one source each (named as the platform).
+    pub platforms: Vec<Platform>,
     pub _backend: Backend,
     pub warehouse: Warehouse,
     pub config: ProjectConfig,
@@ -44,27 +46,45 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// A simulator at [`TODAY`] and a warehouse, with both sources pulling 30-day windows.
-    /// `extra` is appended to each source section (e.g. aliases).
+    /// A simulator at [`TODAY`] and a warehouse, with Meta and Google Ads pulling 30-day
+    /// windows. `extra` is appended to each source section (e.g. aliases).
     pub async fn new(backend: Backend, meta_extra: &str, google_extra: &str) -> Self {
-        Self::build(backend, meta_extra, google_extra, None).await
+        Self::build(
+            backend,
+            &[
+                (Platform::Meta, meta_extra),
+                (Platform::GoogleAds, google_extra),
+            ],
+            None,
+        )
+        .await
+    }
+
+    /// One platform's source alone, with `extra` appended to its section.
+    pub async fn only(backend: Backend, platform: Platform, extra: &str) -> Self {
+        Self::build(backend, &[(platform, extra)], None).await
     }
 
     /// Like [`Harness::new`], with Google Ads authenticating through OAuth with this refresh
     /// token (the simulator accepts only its own).
     pub async fn with_google_oauth(backend: Backend, refresh_token: &str) -> Self {
-        Self::build(backend, "", "", Some(refresh_token)).await
+        Self::build(
+            backend,
+            &[(Platform::Meta, ""), (Platform::GoogleAds, "")],
+            Some(refresh_token),
+        )
+        .await
     }
 
     async fn build(
         backend: Backend,
-        meta_extra: &str,
-        google_extra: &str,
+        platforms: &[(Platform, &str)],
         refresh_token: Option<&str>,
     ) -> Self {
         let sim = connectors::sim::start_local(SimConfig {
             today: day(TODAY),
             meta_job_polls: 1,
+            naver_job_polls: 1,
             ..SimConfig::default()
         })
         .await
@@ -76,43 +96,45 @@ impl Harness {
             path.display().to_string()
         };
         let c = &sim.world.config;
-        let google_auth = match refresh_token {
-            None => format!("access_token = {{ file = \"{}\" }}", file("google", &c.google_token)),
-            Some(refresh) => format!(
-                "oauth = {{ client_id = \"{}\", client_secret = {{ file = \"{}\" }}, refresh_token = {{ file = \"{}\" }}, token_url = \"{}/token\" }}",
-                c.google_client_id,
-                file("client_secret", &c.google_client_secret),
-                file("refresh", refresh),
-                sim.base_url()
-            ),
-        };
-        let text = format!(
-            r#"
-[sources.meta]
-base_url = "{base}"
-access_token = {{ file = "{meta}" }}
-accounts = ["act_1000000001", "1000000002"]
-window_days = 30
-poll_interval = "5ms"
-backoff = "10ms"
-request_timeout = "2s"
-{meta_extra}
-
-[sources.google_ads]
-base_url = "{base}"
-{google_auth}
-developer_token = {{ file = "{dev}" }}
-login_customer_id = "999-000-1111"
-accounts = ["123-456-7001", "1234567002"]
-window_days = 30
-backoff = "10ms"
-request_timeout = "2s"
-{google_extra}
-"#,
-            base = sim.base_url(),
-            meta = file("meta", &c.meta_token),
-            dev = file("dev", &c.google_developer_token),
-        );
+        let mut text = String::new();
+        for (platform, extra) in platforms {
+            let (credentials, accounts) = match platform {
+                Platform::Meta => (
+                    format!("access_token = {{ file = \"{}\" }}\npoll_interval = \"5ms\"", file("meta", &c.meta_token)),
+                    r#"["act_1000000001", "1000000002"]"#,
+                ),
+                Platform::GoogleAds => (
+                    format!(
+                        "{}\ndeveloper_token = {{ file = \"{}\" }}\nlogin_customer_id = \"999-000-1111\"",
+                        match refresh_token {
+                            None => format!("access_token = {{ file = \"{}\" }}", file("google", &c.google_token)),
+                            Some(refresh) => format!(
+                                "oauth = {{ client_id = \"{}\", client_secret = {{ file = \"{}\" }}, refresh_token = {{ file = \"{}\" }}, token_url = \"{}/token\" }}",
+                                c.google_client_id,
+                                file("client_secret", &c.google_client_secret),
+                                file("refresh", refresh),
+                                sim.base_url()
+                            ),
+                        },
+                        file("dev", &c.google_developer_token),
+                    ),
+                    r#"["123-456-7001", "1234567002"]"#,
+                ),
+                Platform::NaverSearchAd => (
+                    format!(
+                        "api_key = {{ file = \"{}\" }}\nsecret_key = {{ file = \"{}\" }}\npoll_interval = \"5ms\"",
+                        file("naver_key", &c.naver_api_key),
+                        file("naver_secret", &c.naver_secret)
+                    ),
+                    r#"["1100001", "1100002"]"#,
+                ),
+            };
+            text.push_str(&format!(
+                "\n[sources.{platform}]\nbase_url = \"{base}\"\n{credentials}\naccounts = {accounts}\n\
+                 window_days = 30\nbackoff = \"10ms\"\nrequest_timeout = \"2s\"\n{extra}\n",
+                base = sim.base_url(),
+            ));
+        }
         let config = ProjectConfig::parse(&text).expect("test config parses");
         let sources =
             connectors::build_sources(&config.sources().expect("sources"), Purpose::Fetch)
@@ -120,6 +142,7 @@ request_timeout = "2s"
         let warehouse = backend.open().await;
         Harness {
             sim,
+            platforms: platforms.iter().map(|(p, _)| *p).collect(),
             _backend: backend,
             warehouse,
             config,
@@ -146,15 +169,15 @@ request_timeout = "2s"
             .expect("sync runs")
     }
 
-    /// What the simulator reports now for every account of both platforms over the window.
+    /// What the simulator reports now for every account of the configured platforms over
+    /// the window, in `ad_performance` terms.
     pub fn expected(&self, today: NaiveDate) -> BTreeMap<Key, Metrics> {
         let window = Window::trailing_days(today, 30);
         let mut out = BTreeMap::new();
-        for platform in [Platform::Meta, Platform::GoogleAds] {
+        for platform in self.platforms.iter().copied() {
             let world = &self.sim.world;
             for account in &world.truth(platform).accounts {
                 for r in world.reported(platform, &account.id, window, today) {
-                    let m = r.metrics;
                     out.insert(
                         (
                             platform.name().to_string(),
@@ -162,14 +185,7 @@ request_timeout = "2s"
                             r.date,
                             r.ad.ad_id.clone(),
                         ),
-                        Metrics {
-                            impressions: Some(m.impressions),
-                            clicks: Some(m.clicks),
-                            spend: Some(i128::from(m.spend_micros)),
-                            conversions: Some(m.conversions_centi as f64 / 100.0),
-                            installs: (platform == Platform::Meta).then_some(m.installs),
-                            revenue: Some(i128::from(m.revenue_micros)),
-                        },
+                        expected_metrics(platform, &r.metrics),
                     );
                 }
             }
@@ -246,6 +262,36 @@ request_timeout = "2s"
     /// Rows of a table as sorted strings (every column), for comparing whole contents.
     pub async fn contents(&self, table: &str, filter: &str) -> Vec<String> {
         table_contents(&self.warehouse, table, filter).await
+    }
+}
+
+/// An ad-day of the ground truth as `ad_performance` holds it after a sync of `platform`:
+/// what each platform reports and how (Google has no installs metric; Naver reports whole
+/// conversions and whole-KRW sales and no installs).
+pub fn expected_metrics(platform: Platform, m: &connectors::sim::truth::Metrics) -> Metrics {
+    let (conversions, revenue, installs) = match platform {
+        Platform::Meta => (
+            m.conversions_centi as f64 / 100.0,
+            i128::from(m.revenue_micros),
+            Some(m.installs),
+        ),
+        Platform::GoogleAds => (
+            m.conversions_centi as f64 / 100.0,
+            i128::from(m.revenue_micros),
+            None,
+        ),
+        Platform::NaverSearchAd => {
+            let (count, sales) = connectors::sim::naver::conversions_and_sales(m);
+            (count as f64, i128::from(sales) * 1_000_000, None)
+        }
+    };
+    Metrics {
+        impressions: Some(m.impressions),
+        clicks: Some(m.clicks),
+        spend: Some(i128::from(m.spend_micros)),
+        conversions: Some(conversions),
+        installs,
+        revenue: Some(revenue),
     }
 }
 

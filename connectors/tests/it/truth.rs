@@ -6,8 +6,8 @@ use testdata::Backend;
 
 use crate::support::{assert_cells_equal, cells, day, Harness, TODAY};
 
-async fn every_cell_matches_the_report(backend: Backend) {
-    let h = Harness::new(backend, "", "").await;
+/// The whole claim on a harness: sync, compare, move the clock, sync, compare.
+pub async fn every_cell_matches_the_report_of(h: Harness) {
     let t1 = day(TODAY);
     let report = h.sync(t1, "t1").await;
     assert!(report.is_clean(), "{report:#?}");
@@ -49,10 +49,10 @@ async fn every_cell_matches_the_report(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cell_matches_the_report_locally() {
-    every_cell_matches_the_report(Backend::local()).await;
+    every_cell_matches_the_report_of(Harness::new(Backend::local(), "", "").await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cell_matches_the_report_on_s3() {
-    every_cell_matches_the_report(Backend::s3()).await;
+    every_cell_matches_the_report_of(Harness::new(Backend::s3(), "", "").await).await;
 }

@@ -95,8 +95,14 @@ pub fn known(platform: Platform) -> &'static [ApiVersion] {
         Platform::Meta => META,
         Platform::GoogleAds => GOOGLE_ADS,
         Platform::NaverSearchAd => &[],
+        Platform::KakaoMoment => KAKAO_MOMENT,
     }
 }
+
+/// Kakao Moment's Open API is `v4` in every path of its current docs
+/// (developers.kakao.com/docs/latest/ko/kakaomoment/report, read 2026-12-02); no sunset is
+/// published.
+const KAKAO_MOMENT: &[ApiVersion] = &[open("v4")];
 
 /// Whether requests to the platform name an API version at all.
 pub fn is_versioned(platform: Platform) -> bool {
@@ -109,6 +115,7 @@ pub fn default_version(platform: Platform) -> &'static str {
         Platform::Meta => "v26.0",
         Platform::GoogleAds => "v26",
         Platform::NaverSearchAd => "",
+        Platform::KakaoMoment => "v4",
     }
 }
 
@@ -235,6 +242,7 @@ fn label(platform: Platform) -> &'static str {
         Platform::Meta => "Meta Marketing",
         Platform::GoogleAds => "Google Ads",
         Platform::NaverSearchAd => "Naver Search Ad",
+        Platform::KakaoMoment => "Kakao Moment",
     }
 }
 

@@ -18,6 +18,10 @@
 //! api_key = { env = "NAVER_API_KEY" }
 //! secret_key = { env = "NAVER_SECRET_KEY" }
 //! accounts = ["1234567"]               # customer ids (sent as X-Customer)
+//!
+//! [sources.kakao_moment]               # a business token, or an [oauth] refresh token
+//! oauth = { client_id = "REST API key", client_secret = { env = "S" }, refresh_token = { env = "R" } }
+//! accounts = ["123456"]                # ad account ids (sent as the adAccountId header)
 //! ```
 
 use std::collections::BTreeMap;
@@ -37,11 +41,17 @@ pub enum Platform {
     Meta,
     GoogleAds,
     NaverSearchAd,
+    KakaoMoment,
 }
 
 impl Platform {
     /// Every platform tidemark has a client for.
-    pub const ALL: [Platform; 3] = [Platform::Meta, Platform::GoogleAds, Platform::NaverSearchAd];
+    pub const ALL: [Platform; 4] = [
+        Platform::Meta,
+        Platform::GoogleAds,
+        Platform::NaverSearchAd,
+        Platform::KakaoMoment,
+    ];
 }
 
 impl Platform {
@@ -50,6 +60,7 @@ impl Platform {
             Platform::Meta => "meta",
             Platform::GoogleAds => "google_ads",
             Platform::NaverSearchAd => "naver_search_ad",
+            Platform::KakaoMoment => "kakao_moment",
         }
     }
 
@@ -58,24 +69,27 @@ impl Platform {
     /// to 90 days (conversion windows). Naver back-fills its conversion reports as indirect
     /// conversions arrive and publishes no horizon; 14 days is an assumption (the field
     /// reports in shared/reference/ad-apis.md §3 suggest 7–14), set `window_days` to widen it.
-    /// (GA4 settles in ~2 days, Kakao 7 days for 7-day conversion fields: used when those
-    /// clients arrive.)
+    /// Kakao Moment: a day's report "may change until 8:00 AM the next day" (KST) and the
+    /// 7-day conversion fields keep counting for 7 days after the day, so 8.
+    /// (GA4 settles in ~2 days: used when that client arrives.)
     pub fn default_window_days(self) -> u64 {
         match self {
             Platform::Meta => 28,
             Platform::GoogleAds => 90,
             Platform::NaverSearchAd => 14,
+            Platform::KakaoMoment => 8,
         }
     }
 
     /// Days per request unit: Meta's async report jobs are cheaper in weekly pieces; a
     /// Google Ads search stream returns a whole window in one response; a Naver stat report
-    /// covers exactly one day.
+    /// covers exactly one day; Kakao Moment allows at most 31 days per report call.
     pub fn default_chunk_days(self) -> u64 {
         match self {
             Platform::Meta => 7,
             Platform::GoogleAds => 30,
             Platform::NaverSearchAd => 1,
+            Platform::KakaoMoment => 31,
         }
     }
 
@@ -84,6 +98,16 @@ impl Platform {
             Platform::Meta => "https://graph.facebook.com",
             Platform::GoogleAds => "https://googleads.googleapis.com",
             Platform::NaverSearchAd => "https://api.searchad.naver.com",
+            Platform::KakaoMoment => "https://apis.moment.kakao.com",
+        }
+    }
+
+    /// Where an `[oauth]` refresh token is exchanged when `token_url` is not set.
+    pub fn default_token_url(self) -> &'static str {
+        match self {
+            // Kakao's token endpoint (refresh_token grant, developers.kakao.com REST API docs).
+            Platform::KakaoMoment => "https://kauth.kakao.com/oauth/token",
+            _ => crate::oauth::GOOGLE_TOKEN_URL,
         }
     }
 
@@ -92,6 +116,7 @@ impl Platform {
         match self {
             Platform::Meta | Platform::GoogleAds => "json",
             Platform::NaverSearchAd => "tsv",
+            Platform::KakaoMoment => "json",
         }
     }
 
@@ -106,6 +131,7 @@ impl Platform {
             Platform::Meta => "meta_insights",
             Platform::GoogleAds => "google_ads_ad_daily",
             Platform::NaverSearchAd => "naver_search_ad_stats",
+            Platform::KakaoMoment => "kakao_moment_creative_daily",
         }
     }
 
@@ -118,7 +144,7 @@ impl Platform {
     fn credential_problem(self, name: &str, config: &SourceConfig) -> Option<String> {
         let env = "= { env = \"…\" }";
         match self {
-            Platform::Meta | Platform::GoogleAds => {
+            Platform::Meta | Platform::GoogleAds | Platform::KakaoMoment => {
                 match (&config.access_token, &config.oauth) {
                     (Some(_), Some(_)) => {
                         return Some(format!(
@@ -128,7 +154,7 @@ impl Platform {
                     (None, None) => {
                         return Some(format!(
                             "[sources.{name}]: no credential: add access_token {env}{}",
-                            if self == Platform::GoogleAds { " or an [oauth] section" } else { "" }
+                            if self == Platform::Meta { "" } else { " or an [oauth] section" }
                         ))
                     }
                     (None, Some(_)) if self == Platform::Meta => {
@@ -218,6 +244,10 @@ pub struct SourceConfig {
     /// First backoff after a failure or an unspecified throttle; doubles per retry ("500ms").
     #[serde(default, with = "opt_duration")]
     pub backoff: Option<Duration>,
+    /// Kakao Moment: the least time between two report calls for one ad account, kept by
+    /// every worker together (Kakao allows one per 5 s; "5s").
+    #[serde(default, with = "opt_duration")]
+    pub report_interval: Option<Duration>,
     /// Delay between polls of an async report job ("10s").
     #[serde(default, with = "opt_duration")]
     pub poll_interval: Option<Duration>,
@@ -330,7 +360,7 @@ pub fn normalize_account_id(platform: Platform, id: &str) -> String {
     match platform {
         Platform::Meta => id.strip_prefix("act_").unwrap_or(id).to_string(),
         Platform::GoogleAds => id.chars().filter(|c| *c != '-').collect(),
-        Platform::NaverSearchAd => id.to_string(),
+        Platform::NaverSearchAd | Platform::KakaoMoment => id.to_string(),
     }
 }
 

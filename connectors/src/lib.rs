@@ -8,7 +8,8 @@
 //! # Layout
 //! - [`config`]: `[sources.*]` in `tidemark.toml`; [`secret`]: credentials that never print.
 //! - [`api_versions`]: each platform's API versions and sunset dates; the default; verdicts.
-//! - [`source`]: the `Source` trait; [`meta`], [`google_ads`] and [`naver`]: the platform clients.
+//! - [`source`]: the `Source` trait; [`meta`], [`google_ads`], [`naver`] and [`kakao`]: the
+//!   platform clients.
 //! - [`throttle`]: per-credential concurrency caps, platform-signalled waits, retries.
 //! - [`raw`]: landing payloads in `raw/` with a manifest, quarantine, reading runs back.
 //! - [`journal`]: a run's plan and committed jobs under `_tidemark/`, for resuming.
@@ -31,6 +32,7 @@ pub mod error;
 pub mod gaps;
 pub mod google_ads;
 pub mod journal;
+pub mod kakao;
 /// Leases live in the engine (marts use them too); re-exported where the scheduler found them.
 pub use engine::lease;
 pub mod meta;
@@ -128,7 +130,7 @@ pub fn build_sources_with(
             (_, None, Some(o)) => oauth::Credential::Refreshing(oauth::Refresher::new(
                 o.token_url
                     .clone()
-                    .unwrap_or_else(|| oauth::GOOGLE_TOKEN_URL.to_string()),
+                    .unwrap_or_else(|| source.platform.default_token_url().to_string()),
                 o.client_id.clone(),
                 secret(&o.client_secret, "oauth.client_secret")?,
                 secret(&o.refresh_token, "oauth.refresh_token")?,
@@ -182,6 +184,9 @@ pub fn build_sources_with(
                     source, credential, developer, throttle,
                 )?))
             }
+            Platform::KakaoMoment => built.push(Arc::new(kakao::KakaoSource::new(
+                source, credential, throttle,
+            )?)),
             Platform::NaverSearchAd => {
                 let oauth::Credential::Signing { key, secret } = credential else {
                     unreachable!("Naver sources are given a signing credential above")

@@ -162,6 +162,17 @@ pub trait Source: Send + Sync {
     /// reports, reads the report type from it).
     fn records(&self, request: &str, body: &[u8]) -> Result<Vec<Record>, String>;
 
+    /// The records of every landed page of a unit, in page order (one result per page). By
+    /// default each page on its own; a platform whose report rows are named by the unit's
+    /// other pages (Kakao: the entity lists that place each creative in its ad group and
+    /// campaign) reads them together here.
+    fn unit_records(&self, pages: &[(&str, &[u8])]) -> Vec<Result<Vec<Record>, String>> {
+        pages
+            .iter()
+            .map(|(request, body)| self.records(request, body))
+            .collect()
+    }
+
     /// The `ad_performance` row of one record.
     fn ad_row(&self, account: &str, record: &Record) -> Result<AdRow, String>;
 

@@ -184,12 +184,17 @@ fn normalize_unit(
     let mut records: Vec<(Record, Provenance)> = Vec::new();
     // The page and the index within it of each record, to name where a bad row came from.
     let mut origins: Vec<(u32, usize)> = Vec::new();
-    for (entry, body) in pages {
+    let landed: Vec<(&str, &[u8])> = pages
+        .iter()
+        .map(|(e, body)| (e.request.as_str(), body.as_ref()))
+        .collect();
+    let per_page = source.unit_records(&landed);
+    for ((entry, _), page_records) in pages.iter().zip(per_page) {
         let refuse = |reason: String| Refusal {
             page: entry.page,
             reason,
         };
-        let page_records = source.records(&entry.request, body).map_err(refuse)?;
+        let page_records = page_records.map_err(refuse)?;
         normalize::check_payload(spec, &page_records, &hint).map_err(refuse)?;
         let provenance = Provenance {
             source: source.name().to_string(),

@@ -135,6 +135,14 @@ pub trait SharedThrottle: Send + Sync + std::fmt::Debug {
     ) -> futures::future::BoxFuture<'a, Option<Duration>>;
 }
 
+/// A part of a credential the platform limits on its own (Kakao Moment: one report call per
+/// ad account every 5 seconds), paced at one request per `interval`.
+#[derive(Debug, Clone)]
+pub struct Lane {
+    pub name: String,
+    pub interval: Duration,
+}
+
 /// Rate limiting and retries for one (platform, credential).
 #[derive(Debug)]
 pub struct Throttle {
@@ -146,6 +154,8 @@ pub struct Throttle {
     stats: Stats,
     /// The theoretical arrival time of the next request when pacing in-process (GCRA).
     next_slot: Mutex<Instant>,
+    /// The same per lane (see [`Lane`]).
+    lane_slots: Mutex<std::collections::HashMap<String, Instant>>,
     shared: OnceLock<Arc<dyn SharedThrottle>>,
 }
 
@@ -158,6 +168,7 @@ impl Throttle {
             paused_until: Mutex::new(None),
             stats: Stats::default(),
             next_slot: Mutex::new(Instant::now()),
+            lane_slots: Mutex::default(),
             shared: OnceLock::new(),
         }
     }
@@ -268,6 +279,28 @@ impl Throttle {
         }
     }
 
+    /// Wait for this request's slot on `lane`: one request per `lane.interval`, shared with
+    /// other processes through the same state as the credential's pace.
+    async fn pace_lane(&self, lane: &Lane) {
+        let key = format!("{}/{}", self.key, lane.name);
+        let shared = match self.shared.get() {
+            Some(shared) => shared.reserve(&key, lane.interval).await,
+            None => None,
+        };
+        let wait = shared.unwrap_or_else(|| {
+            let now = Instant::now();
+            let mut slots = self.lane_slots.lock().expect("throttle lock");
+            let next = slots.entry(key.clone()).or_insert(now);
+            let slot = (*next).max(now);
+            *next = slot + lane.interval;
+            slot - now
+        });
+        if !wait.is_zero() {
+            tracing::trace!(lane = %key, wait_ms = wait.as_millis() as u64, "pacing the lane");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Backoff before attempt `attempt + 1`: exponential from `base_backoff`, capped, with
     /// "equal jitter" (half fixed, half random) so many clients do not retry in step.
     fn backoff(&self, attempt: u32) -> Duration {
@@ -288,6 +321,17 @@ impl Throttle {
         build: impl Fn() -> reqwest::RequestBuilder,
         classify: impl Fn(&Fetched) -> Verdict,
     ) -> Result<Fetched, GaveUp> {
+        self.send_in_lane(what, None, build, classify).await
+    }
+
+    /// [`Throttle::send`] with every attempt also paced on `lane`.
+    pub async fn send_in_lane(
+        &self,
+        what: &str,
+        lane: Option<&Lane>,
+        build: impl Fn() -> reqwest::RequestBuilder,
+        classify: impl Fn(&Fetched) -> Verdict,
+    ) -> Result<Fetched, GaveUp> {
         let mut transient = 0u32;
         let mut throttled = 0u32;
         let mut last_body = None;
@@ -300,6 +344,10 @@ impl Throttle {
                     .await
                     .expect("semaphore never closed");
                 self.pace().await;
+                if let Some(lane) = lane {
+                    // Paced while holding the permit, so the slot and the send coincide.
+                    self.pace_lane(lane).await;
+                }
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
                 fetch(build().timeout(self.limits.request_timeout)).await
             };

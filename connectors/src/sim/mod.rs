@@ -1,6 +1,6 @@
 //! Faithful simulators of the Meta Marketing API (insights), the Google Ads API
-//! (searchStream) and Naver Search Ad (stat reports), on one loopback HTTP server, over a
-//! seeded ground truth.
+//! (searchStream), Naver Search Ad (stat reports) and Kakao Moment (creative reports), on one
+//! loopback HTTP server, over a seeded ground truth.
 //!
 //! - [`truth`]: the seeded ground truth and what a platform reports of it at a given day.
 //! - [`World`]: ground truth per platform (accounts, campaigns, ad groups, ads; final metrics
@@ -9,8 +9,9 @@
 //! - [`faults`]: what goes wrong on demand (rate-limit storms in each platform's own dialect,
 //!   5xx, truncated bodies, slow answers, failing report runs) and schema drift (an added
 //!   field, a renamed field, keys in another case, unparseable values).
-//! - [`meta`], [`google_ads`] and [`naver`]: the platforms' real paths, auth (Naver's HMAC
-//!   signatures), paging, async report jobs, error bodies and rate-limit signals.
+//! - [`meta`], [`google_ads`], [`naver`] and [`kakao`]: the platforms' real paths, auth
+//!   (Naver's HMAC signatures, Kakao's business tokens), paging, async report jobs, error
+//!   bodies and rate-limit signals (Kakao's one report call per account per 5 s).
 //!
 //! Control endpoints (not part of either API):
 //! ```text
@@ -19,11 +20,12 @@
 //! POST     /_sim/drift   {"platform": "google_ads", "rename": {"from": "costMicros", "to": "spendMicros"}}
 //! GET      /_sim/stats   request and fault counters per platform
 //! ```
-//! `POST /token` is Google's OAuth token endpoint (refresh-token grant), for sources that
-//! refresh their Google Ads access tokens.
+//! `POST /token` is Google's OAuth token endpoint and `POST /oauth/token` Kakao's
+//! (refresh-token grant), for sources that refresh their access tokens.
 
 pub mod faults;
 pub mod google_ads;
+pub mod kakao;
 pub mod meta;
 pub mod naver;
 pub mod truth;
@@ -71,6 +73,13 @@ pub struct SimConfig {
     pub naver_secret: String,
     /// Status polls a Naver report job takes to be built.
     pub naver_job_polls: u32,
+    /// Kakao Moment: the business token, the app (REST API key, secret) and refresh token
+    /// the simulated token endpoint accepts, and the pace of report calls per ad account.
+    pub kakao_token: String,
+    pub kakao_client_id: String,
+    pub kakao_client_secret: String,
+    pub kakao_refresh_token: String,
+    pub kakao_report_interval_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -89,6 +98,11 @@ impl Default for SimConfig {
             naver_api_key: "sim-naver-api-key".into(),
             naver_secret: "sim-naver-secret".into(),
             naver_job_polls: 2,
+            kakao_token: "sim-kakao-business-token".into(),
+            kakao_client_id: "sim-kakao-rest-api-key".into(),
+            kakao_client_secret: "sim-kakao-client-secret".into(),
+            kakao_refresh_token: "sim-kakao-refresh-token".into(),
+            kakao_report_interval_ms: 5_000,
         }
     }
 }
@@ -133,6 +147,7 @@ pub struct World {
     meta: Truth,
     google: Truth,
     naver: Truth,
+    kakao: Truth,
     now: RwLock<NaiveDate>,
     faults: Mutex<BTreeMap<Platform, Faults>>,
     drift: Mutex<BTreeMap<Platform, Drift>>,
@@ -143,6 +158,9 @@ pub struct World {
     pub(crate) naver_jobs: Mutex<BTreeMap<u64, naver::ReportJob>>,
     /// The last signatures Naver requests were accepted with (at most [`SIGNATURES_KEPT`]).
     naver_signatures: Mutex<std::collections::VecDeque<naver::SignedRequest>>,
+    pub(crate) kakao_pacing: Mutex<BTreeMap<String, kakao::Pacing>>,
+    /// Kakao's pace of report calls per ad account, in ms (from the config; tests move it).
+    pub(crate) kakao_interval_ms: AtomicU64,
     next_id: AtomicU64,
 }
 
@@ -170,12 +188,19 @@ impl World {
             config.accounts,
             IdStyle::Naver { base: 1_100_001 },
         );
+        let kakao = Truth::with_ids(
+            config.seed ^ 0x6b61_6b61,
+            config.accounts,
+            IdStyle::Numeric { base: 300_001 },
+        );
         Arc::new(World {
+            kakao_interval_ms: AtomicU64::new(config.kakao_report_interval_ms),
             now: RwLock::new(config.today),
             config,
             meta,
             google,
             naver,
+            kakao,
             faults: Mutex::default(),
             drift: Mutex::default(),
             stats: Mutex::default(),
@@ -183,6 +208,7 @@ impl World {
             meta_jobs: Mutex::default(),
             naver_jobs: Mutex::default(),
             naver_signatures: Mutex::default(),
+            kakao_pacing: Mutex::default(),
             next_id: AtomicU64::new(1),
         })
     }
@@ -201,7 +227,23 @@ impl World {
             Platform::Meta => &self.meta,
             Platform::GoogleAds => &self.google,
             Platform::NaverSearchAd => &self.naver,
+            Platform::KakaoMoment => &self.kakao,
         }
+    }
+
+    /// Kakao: change the pace of report calls per ad account.
+    pub fn set_kakao_report_interval(&self, interval: std::time::Duration) {
+        self.kakao_interval_ms
+            .store(interval.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Kakao: the most report calls one ad account made within one pacing interval.
+    pub fn kakao_peak_report_calls(&self, account: &str) -> u64 {
+        self.kakao_pacing
+            .lock()
+            .expect("pacing lock")
+            .get(account)
+            .map_or(0, |p| p.peak)
     }
 
     /// Every credential the simulators accept, per platform in config order.
@@ -450,6 +492,7 @@ pub fn router(world: Arc<World>) -> Router {
         .route("/_sim/drift", axum::routing::post(set_drift))
         .route("/_sim/stats", get(get_stats))
         .route("/token", axum::routing::post(google_ads::token))
+        .route("/oauth/token", axum::routing::post(kakao::token))
         .fallback(platform_request)
         .with_state(world)
 }
@@ -464,6 +507,8 @@ async fn platform_request(
     let path = uri.path().to_string();
     if path.contains("/customers/") {
         google_ads::handle(&world, &method, &uri, &headers, &body).await
+    } else if path.starts_with("/openapi/") {
+        kakao::handle(&world, &method, &uri, &headers).await
     } else if path.starts_with("/stat-reports") || path == "/report-download" {
         naver::handle(&world, &method, &uri, &headers, &body).await
     } else {

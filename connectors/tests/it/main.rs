@@ -6,6 +6,7 @@ extern crate tidemark_connectors as connectors;
 
 mod drift;
 mod faults;
+mod kakao;
 mod naver;
 mod oauth;
 mod official_clients;

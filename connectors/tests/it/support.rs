@@ -17,6 +17,10 @@ use testdata::Backend;
 
 pub const TODAY: &str = "2026-11-20";
 
+/// The simulated Kakao pace of report calls per ad account (Kakao's is 5 s; tests that are
+/// not about pacing use a shorter one, and the source's `report_interval` follows it).
+pub const KAKAO_INTERVAL_MS: u64 = 300;
+
 pub fn day(s: &str) -> NaiveDate {
     s.parse().expect("test dates are valid")
 }
@@ -85,6 +89,7 @@ impl Harness {
             today: day(TODAY),
             meta_job_polls: 1,
             naver_job_polls: 1,
+            kakao_report_interval_ms: KAKAO_INTERVAL_MS,
             ..SimConfig::default()
         })
         .await
@@ -127,6 +132,21 @@ impl Harness {
                         file("naver_secret", &c.naver_secret)
                     ),
                     r#"["1100001", "1100002"]"#,
+                ),
+                Platform::KakaoMoment => (
+                    format!(
+                        "oauth = {{ client_id = \"{}\", client_secret = {{ file = \"{}\" }}, refresh_token = {{ file = \"{}\" }}, token_url = \"{}/oauth/token\" }}\n{}",
+                        c.kakao_client_id,
+                        file("kakao_secret", &c.kakao_client_secret),
+                        file("kakao_refresh", &c.kakao_refresh_token),
+                        sim.base_url(),
+                        if extra.contains("report_interval") {
+                            String::new()
+                        } else {
+                            format!("report_interval = \"{KAKAO_INTERVAL_MS}ms\"")
+                        }
+                    ),
+                    r#"["300001", "300002"]"#,
                 ),
             };
             text.push_str(&format!(
@@ -267,7 +287,7 @@ impl Harness {
 
 /// An ad-day of the ground truth as `ad_performance` holds it after a sync of `platform`:
 /// what each platform reports and how (Google has no installs metric; Naver reports whole
-/// conversions and whole-KRW sales and no installs).
+/// conversions and whole-KRW sales and no installs; Kakao whole purchases and amounts).
 pub fn expected_metrics(platform: Platform, m: &connectors::sim::truth::Metrics) -> Metrics {
     let (conversions, revenue, installs) = match platform {
         Platform::Meta => (
@@ -283,6 +303,10 @@ pub fn expected_metrics(platform: Platform, m: &connectors::sim::truth::Metrics)
         Platform::NaverSearchAd => {
             let (count, sales) = connectors::sim::naver::conversions_and_sales(m);
             (count as f64, i128::from(sales) * 1_000_000, None)
+        }
+        Platform::KakaoMoment => {
+            let (count, amount) = connectors::sim::kakao::purchases_and_amount(m);
+            (count as f64, i128::from(amount) * 1_000_000, Some(m.installs))
         }
     };
     Metrics {

@@ -125,7 +125,10 @@ impl KakaoSource {
     /// GET `path_and_query` for `account`; report calls are paced on the account's lane.
     async fn get(&self, account: &str, path_and_query: &str, report: bool) -> Result<Bytes> {
         let what = format!("GET /openapi/{}/{path_and_query}", self.version);
-        let url = format!("{}/openapi/{}/{path_and_query}", self.base_url, self.version);
+        let url = format!(
+            "{}/openapi/{}/{path_and_query}",
+            self.base_url, self.version
+        );
         let origin = self.credential.origin().to_string();
         let token = self
             .credential
@@ -401,9 +404,7 @@ impl Source for KakaoSource {
             impressions: Some(normalize::int(r, "metrics_imp")?.unwrap_or(0)),
             clicks: Some(normalize::int(r, "metrics_click")?.unwrap_or(0)),
             spend: Some(normalize::decimal(r, "metrics_cost")?.unwrap_or(0)),
-            conversions: Some(
-                normalize::int(r, "metrics_pixel_purchase_7d")?.unwrap_or(0) as f64,
-            ),
+            conversions: Some(normalize::int(r, "metrics_pixel_purchase_7d")?.unwrap_or(0) as f64),
             installs: normalize::int(r, "metrics_sdk_install_7d")?,
             revenue: Some(normalize::decimal(r, "metrics_pixel_purchase_price_7d")?.unwrap_or(0)),
         })

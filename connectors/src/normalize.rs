@@ -30,9 +30,14 @@ pub type Record = BTreeMap<String, Value>;
 pub fn normalize_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len() + 4);
     let mut previous: Option<char> = None;
-    for c in key.chars() {
+    let chars: Vec<char> = key.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
         if c.is_ascii_uppercase() {
-            if previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit()) {
+            // A new word: after a lowercase letter (`costMicros`), or after a digit when a
+            // lowercase letter follows (`video3Seconds`), but not `PURCHASE_7D`.
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            if previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit() && next_lower)
+            {
                 out.push('_');
             }
             out.push(c.to_ascii_lowercase());
@@ -531,6 +536,8 @@ mod tests {
         assert_eq!(normalize_key("AdGroupAd"), "ad_group_ad");
         assert_eq!(normalize_key("DATE_START"), "date_start");
         assert_eq!(normalize_key("video_p100"), "video_p100");
+        assert_eq!(normalize_key("PIXEL_PURCHASE_7D"), "pixel_purchase_7d");
+        assert_eq!(normalize_key("video3Seconds"), "video3_seconds");
     }
 
     #[test]

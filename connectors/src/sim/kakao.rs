@@ -50,27 +50,39 @@ pub struct Pacing {
 }
 
 /// Answer one Kakao Moment request.
-pub async fn handle(
-    world: &World,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Response {
+pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response {
     let path = uri.path();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let ["openapi", version, rest @ ..] = segments.as_slice() else {
         return error(StatusCode::NOT_FOUND, -1, "no such API");
     };
     if *version != "v4" {
-        return error(StatusCode::NOT_FOUND, -1, &format!("API version {version} is not served"));
+        return error(
+            StatusCode::NOT_FOUND,
+            -1,
+            &format!("API version {version} is not served"),
+        );
     }
     if method != Method::GET {
-        return error(StatusCode::METHOD_NOT_ALLOWED, -2, "reports and lists are GET");
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            -2,
+            "reports and lists are GET",
+        );
     }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     let bearer = header("authorization").and_then(|a| a.strip_prefix("Bearer "));
     if bearer != Some(world.config.kakao_token.as_str()) {
-        return error(StatusCode::UNAUTHORIZED, -401, "this access token does not exist");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            -401,
+            "this access token does not exist",
+        );
     }
     let truth = world.truth(KAKAO);
     let account = header("adAccountId").unwrap_or_default().to_string();
@@ -90,7 +102,11 @@ pub async fn handle(
     let fault = world.next_fault(KAKAO, Some(&account));
     match fault {
         Fault::Throttle | Fault::QuotaGone => {
-            return error(StatusCode::TOO_MANY_REQUESTS, -813, "report api call limit exceeded")
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                -813,
+                "report api call limit exceeded",
+            )
         }
         Fault::RetryAfter => {
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, -813, "too many requests");
@@ -110,10 +126,17 @@ pub async fn handle(
     }
     let query: Vec<(String, String)> = uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let param = |k: &str| -> Option<String> {
-        query.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+        query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
     };
     let ads = truth.ads.iter().filter(|ad| ad.account_index == index);
     let list = |items: Vec<(String, String)>| {
@@ -129,7 +152,10 @@ pub async fn handle(
         ["campaigns"] => json_response(
             StatusCode::OK,
             vec![],
-            &list(ads.map(|a| (a.campaign_id.clone(), a.campaign_name.clone())).collect()),
+            &list(
+                ads.map(|a| (a.campaign_id.clone(), a.campaign_name.clone()))
+                    .collect(),
+            ),
         ),
         ["adGroups"] => {
             let campaign = param("campaignId").unwrap_or_default();
@@ -212,10 +238,18 @@ fn report_response(
 ) -> Response {
     let day = |k: &str| param(k).and_then(|v| NaiveDate::parse_from_str(&v, "%Y%m%d").ok());
     let (Some(start), Some(end)) = (day("start"), day("end")) else {
-        return error(StatusCode::BAD_REQUEST, -2, "start and end (yyyyMMdd) are required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            -2,
+            "start and end (yyyyMMdd) are required",
+        );
     };
     if end < start || (end - start).num_days() + 1 > 31 {
-        return error(StatusCode::BAD_REQUEST, -2, "the period must be within 31 days");
+        return error(
+            StatusCode::BAD_REQUEST,
+            -2,
+            "the period must be within 31 days",
+        );
     }
     let now = world.now();
     // Today is left out of start/end reports.
@@ -238,12 +272,18 @@ fn report_response(
                 let mut metrics = Map::new();
                 metrics.insert(
                     "imp".into(),
-                    if malformed { json!("n/a") } else { json!(m.impressions) },
+                    if malformed {
+                        json!("n/a")
+                    } else {
+                        json!(m.impressions)
+                    },
                 );
                 metrics.insert("click".into(), json!(m.clicks));
                 metrics.insert(
                     "ctr".into(),
-                    json!((m.clicks as f64 * 10_000.0 / m.impressions.max(1) as f64).round() / 100.0),
+                    json!(
+                        (m.clicks as f64 * 10_000.0 / m.impressions.max(1) as f64).round() / 100.0
+                    ),
                 );
                 metrics.insert("cost".into(), json!(m.spend_micros as f64 / 1e6));
                 metrics.insert("reach".into(), json!(m.impressions * 7 / 10));
@@ -292,15 +332,32 @@ pub async fn token(
         )
     };
     if field("grant_type") != "refresh_token" {
-        return refuse(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be refresh_token", "KOE010");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be refresh_token",
+            "KOE010",
+        );
     }
     if field("client_id") != c.kakao_client_id
-        || form.get("client_secret").is_some_and(|s| *s != c.kakao_client_secret)
+        || form
+            .get("client_secret")
+            .is_some_and(|s| *s != c.kakao_client_secret)
     {
-        return refuse(StatusCode::UNAUTHORIZED, "invalid_client", "Bad client credentials", "KOE010");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Bad client credentials",
+            "KOE010",
+        );
     }
     if field("refresh_token") != c.kakao_refresh_token {
-        return refuse(StatusCode::BAD_REQUEST, "invalid_grant", "refresh token not found", "KOE322");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "refresh token not found",
+            "KOE322",
+        );
     }
     world.count(KAKAO, |s| s.token_refreshes += 1);
     json_response(

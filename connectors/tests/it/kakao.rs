@@ -35,7 +35,9 @@ async fn kakao_four_workers_keep_one_report_call_per_account_per_five_seconds() 
     // Six 5-day units per account, four workers: without the shared lane they would call
     // the same account's report within the same second.
     let h = kakao("chunk_days = 5\nreport_interval = \"5s\"").await;
-    h.sim.world.set_kakao_report_interval(Duration::from_secs(5));
+    h.sim
+        .world
+        .set_kakao_report_interval(Duration::from_secs(5));
     let today = day(TODAY);
     h.sim.world.set_now(today);
     let window = connectors::Window::trailing_days(today, 30);
@@ -61,7 +63,10 @@ async fn kakao_four_workers_keep_one_report_call_per_account_per_five_seconds() 
             "{account}: peak report calls within 5 s"
         );
     }
-    assert_eq!(stats.throttled, 0, "no call was refused with -813: {stats:?}");
+    assert_eq!(
+        stats.throttled, 0,
+        "no call was refused with -813: {stats:?}"
+    );
     assert_eq!(stats.report_runs, 12);
     println!(
         "12 report calls over 2 accounts with 4 workers in {:.1} s; peak per account per 5 s = 1",
@@ -123,7 +128,10 @@ async fn kakao_drift_loads_and_an_unreadable_account_is_quarantined() {
     let text = arrow::util::pretty::pretty_format_batches(&added)
         .unwrap()
         .to_string();
-    assert!(!text.contains("| 0 "), "the added metric is a column:\n{text}");
+    assert!(
+        !text.contains("| 0 "),
+        "the added metric is a column:\n{text}"
+    );
 
     h.sim.world.set_drift(
         KAKAO,

@@ -306,7 +306,11 @@ pub fn expected_metrics(platform: Platform, m: &connectors::sim::truth::Metrics)
         }
         Platform::KakaoMoment => {
             let (count, amount) = connectors::sim::kakao::purchases_and_amount(m);
-            (count as f64, i128::from(amount) * 1_000_000, Some(m.installs))
+            (
+                count as f64,
+                i128::from(amount) * 1_000_000,
+                Some(m.installs),
+            )
         }
     };
     Metrics {

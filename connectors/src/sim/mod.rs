@@ -286,6 +286,12 @@ impl World {
                 "SIM_NAVER_SECRET",
                 &c.naver_secret,
             ),
+            credential(
+                Platform::KakaoMoment,
+                "access_token",
+                "SIM_KAKAO_TOKEN",
+                &c.kakao_token,
+            ),
         ]
     }
 

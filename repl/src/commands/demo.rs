@@ -142,7 +142,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let second_day = first_day + chrono::Days::new(args.advance_days);
     sim.world.set_now(second_day);
+    let weather = hostile_weather(&sim.world);
+    outln!("sync 2 meets hostile platforms: {weather}");
     let second = sync_step(&warehouse, &sources, second_day, 2, &mut timings).await?;
+    let (throttled, failed): (u64, u64) = Platform::ALL
+        .iter()
+        .map(|p| sim.world.stats(*p))
+        .fold((0, 0), |(t, f), s| (t + s.throttled, f + s.server_errors));
+    outln!(
+        "sync 2 was throttled {throttled} times and met {failed} server errors, retried them all and loaded every slice"
+    );
 
     let step = Step::start("comparing the two syncs");
     let changes =
@@ -196,6 +205,40 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "  tidemark sql --warehouse {dir} -c \"SELECT date, sum(spend) AS spend, sum(installs) AS installs FROM {MART} GROUP BY date ORDER BY date DESC LIMIT 7\""
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Before the second sync every platform throttles and fails a little in its own dialect,
+/// and some payloads drift as the platforms documented; the sync must load everything anyway.
+fn hostile_weather(world: &World) -> &'static str {
+    use connectors::sim::{Drift, Faults};
+    for platform in Platform::ALL {
+        let faults = match platform {
+            // A Kakao -813 waits a full 5 s interval; one server error is enough there.
+            Platform::KakaoMoment => Faults {
+                server_errors: 1,
+                ..Faults::default()
+            },
+            _ => Faults {
+                throttle: 2,
+                retry_delay_ms: 100,
+                server_errors: 1,
+                ..Faults::default()
+            },
+        };
+        world.set_faults(platform, faults);
+        let drift = match platform {
+            Platform::NaverSearchAd => Drift {
+                legacy_format: true,
+                ..Drift::default()
+            },
+            _ => Drift {
+                added_field: true,
+                ..Drift::default()
+            },
+        };
+        world.set_drift(platform, drift);
+    }
+    "rate limits, a 5xx each, an added field, Naver's pre-View-count files"
 }
 
 /// "meta, google_ads and naver_search_ad".

@@ -8,6 +8,7 @@ mod flight;
 mod interop;
 mod maintenance;
 mod marts;
+mod platforms;
 mod readme;
 mod resume;
 mod scheduler;

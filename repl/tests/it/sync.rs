@@ -39,13 +39,13 @@ async fn simulator(today: &str) -> connectors::sim::RunningSim {
     .expect("start simulator")
 }
 
-async fn run(mut cmd: Command) -> Output {
+pub(crate) async fn run(mut cmd: Command) -> Output {
     tokio::task::spawn_blocking(move || cmd.output().expect("run tidemark"))
         .await
         .expect("join")
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -54,7 +54,7 @@ fn text(out: &Output) -> String {
 }
 
 /// Every file under `dir`, gunzipped when it is gzip.
-fn warehouse_bytes(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+pub(crate) fn warehouse_bytes(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
     for entry in std::fs::read_dir(dir).expect("read dir") {
         let path = entry.expect("entry").path();
         if path.is_dir() {

@@ -96,8 +96,19 @@ pub fn known(platform: Platform) -> &'static [ApiVersion] {
         Platform::GoogleAds => GOOGLE_ADS,
         Platform::NaverSearchAd => &[],
         Platform::KakaoMoment => KAKAO_MOMENT,
+        Platform::AppsFlyer => APPSFLYER,
+        Platform::Ga4 => GA4,
     }
 }
+
+/// AppsFlyer's Pull API reports end in `/v5` (dev.appsflyer.com Pull API reference, read
+/// 2026-12-02); no retirement is announced.
+const APPSFLYER: &[ApiVersion] = &[open("v5")];
+
+/// The GA4 Data API: `v1beta` is the version Google's docs and client libraries use for
+/// `runReport` (developers.google.com/analytics/devguides/reporting/data/v1, read
+/// 2026-12-02); `v1alpha` holds previews. No sunset is published.
+const GA4: &[ApiVersion] = &[open("v1beta")];
 
 /// Kakao Moment's Open API is `v4` in every path of its current docs
 /// (developers.kakao.com/docs/latest/ko/kakaomoment/report, read 2026-12-02); no sunset is
@@ -116,6 +127,8 @@ pub fn default_version(platform: Platform) -> &'static str {
         Platform::GoogleAds => "v26",
         Platform::NaverSearchAd => "",
         Platform::KakaoMoment => "v4",
+        Platform::AppsFlyer => "v5",
+        Platform::Ga4 => "v1beta",
     }
 }
 
@@ -243,6 +256,8 @@ fn label(platform: Platform) -> &'static str {
         Platform::GoogleAds => "Google Ads",
         Platform::NaverSearchAd => "Naver Search Ad",
         Platform::KakaoMoment => "Kakao Moment",
+        Platform::AppsFlyer => "AppsFlyer Pull",
+        Platform::Ga4 => "GA4 Data",
     }
 }
 

@@ -22,6 +22,14 @@
 //! [sources.kakao_moment]               # a business token, or an [oauth] refresh token
 //! oauth = { client_id = "REST API key", client_secret = { env = "S" }, refresh_token = { env = "R" } }
 //! accounts = ["123456"]                # ad account ids (sent as the adAccountId header)
+//!
+//! [sources.appsflyer]                  # API token V2; accounts are app ids
+//! access_token = { env = "APPSFLYER_API_TOKEN" }
+//! accounts = ["id1234567890", "com.example.app"]
+//!
+//! [sources.ga4]                        # Data API: OAuth like Google Ads; accounts are property ids
+//! oauth = { client_id = "x.apps.googleusercontent.com", client_secret = { env = "S" }, refresh_token = { env = "R" } }
+//! accounts = ["properties/123456789"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -42,16 +50,29 @@ pub enum Platform {
     GoogleAds,
     NaverSearchAd,
     KakaoMoment,
+    #[serde(rename = "appsflyer")]
+    AppsFlyer,
+    Ga4,
 }
 
 impl Platform {
     /// Every platform tidemark has a client for.
-    pub const ALL: [Platform; 4] = [
+    pub const ALL: [Platform; 6] = [
         Platform::Meta,
         Platform::GoogleAds,
         Platform::NaverSearchAd,
         Platform::KakaoMoment,
+        Platform::AppsFlyer,
+        Platform::Ga4,
     ];
+
+    /// Whether the platform's rows are ad-level spend rows for `ad_performance`. AppsFlyer
+    /// and GA4 measure what happened after the click (installs, sessions, revenue) by
+    /// campaign, not spend by ad: they fill their own tables, and the
+    /// `attributed_performance` mart joins them to spend by campaign.
+    pub fn feeds_ad_performance(self) -> bool {
+        !matches!(self, Platform::AppsFlyer | Platform::Ga4)
+    }
 }
 
 impl Platform {
@@ -61,6 +82,8 @@ impl Platform {
             Platform::GoogleAds => "google_ads",
             Platform::NaverSearchAd => "naver_search_ad",
             Platform::KakaoMoment => "kakao_moment",
+            Platform::AppsFlyer => "appsflyer",
+            Platform::Ga4 => "ga4",
         }
     }
 
@@ -71,13 +94,18 @@ impl Platform {
     /// reports in shared/reference/ad-apis.md §3 suggest 7–14), set `window_days` to widen it.
     /// Kakao Moment: a day's report "may change until 8:00 AM the next day" (KST) and the
     /// 7-day conversion fields keep counting for 7 days after the day, so 8.
-    /// (GA4 settles in ~2 days: used when that client arrives.)
+    /// AppsFlyer's aggregate reports are lifetime-value data: a past install date keeps
+    /// gaining events and revenue, and late attribution and fraud rejection move installs;
+    /// 30 days follows AppsFlyer's advice for revenue KPIs. GA4 allows "a data processing
+    /// delay of 24-48 hours" during which data may change, so 3.
     pub fn default_window_days(self) -> u64 {
         match self {
             Platform::Meta => 28,
             Platform::GoogleAds => 90,
             Platform::NaverSearchAd => 14,
             Platform::KakaoMoment => 8,
+            Platform::AppsFlyer => 30,
+            Platform::Ga4 => 3,
         }
     }
 
@@ -90,6 +118,9 @@ impl Platform {
             Platform::GoogleAds => 30,
             Platform::NaverSearchAd => 1,
             Platform::KakaoMoment => 31,
+            // One aggregate call per app and sync: ranges of 3+ days cost one of 24 daily calls.
+            Platform::AppsFlyer => 31,
+            Platform::Ga4 => 31,
         }
     }
 
@@ -99,6 +130,8 @@ impl Platform {
             Platform::GoogleAds => "https://googleads.googleapis.com",
             Platform::NaverSearchAd => "https://api.searchad.naver.com",
             Platform::KakaoMoment => "https://apis.moment.kakao.com",
+            Platform::AppsFlyer => "https://hq1.appsflyer.com",
+            Platform::Ga4 => "https://analyticsdata.googleapis.com",
         }
     }
 
@@ -116,7 +149,8 @@ impl Platform {
         match self {
             Platform::Meta | Platform::GoogleAds => "json",
             Platform::NaverSearchAd => "tsv",
-            Platform::KakaoMoment => "json",
+            Platform::KakaoMoment | Platform::Ga4 => "json",
+            Platform::AppsFlyer => "csv",
         }
     }
 
@@ -132,6 +166,8 @@ impl Platform {
             Platform::GoogleAds => "google_ads_ad_daily",
             Platform::NaverSearchAd => "naver_search_ad_stats",
             Platform::KakaoMoment => "kakao_moment_creative_daily",
+            Platform::AppsFlyer => "appsflyer_partners_daily",
+            Platform::Ga4 => "ga4_traffic_daily",
         }
     }
 
@@ -144,7 +180,11 @@ impl Platform {
     fn credential_problem(self, name: &str, config: &SourceConfig) -> Option<String> {
         let env = "= { env = \"…\" }";
         match self {
-            Platform::Meta | Platform::GoogleAds | Platform::KakaoMoment => {
+            Platform::Meta
+            | Platform::GoogleAds
+            | Platform::KakaoMoment
+            | Platform::AppsFlyer
+            | Platform::Ga4 => {
                 match (&config.access_token, &config.oauth) {
                     (Some(_), Some(_)) => {
                         return Some(format!(
@@ -154,12 +194,17 @@ impl Platform {
                     (None, None) => {
                         return Some(format!(
                             "[sources.{name}]: no credential: add access_token {env}{}",
-                            if self == Platform::Meta { "" } else { " or an [oauth] section" }
+                            if matches!(self, Platform::Meta | Platform::AppsFlyer) { "" } else { " or an [oauth] section" }
                         ))
                     }
                     (None, Some(_)) if self == Platform::Meta => {
                         return Some(format!(
                             "[sources.{name}]: Meta takes access_token (a system-user token), not oauth"
+                        ))
+                    }
+                    (None, Some(_)) if self == Platform::AppsFlyer => {
+                        return Some(format!(
+                            "[sources.{name}]: AppsFlyer takes access_token (the API token V2 from the dashboard's API tokens page), not oauth"
                         ))
                     }
                     _ => {}
@@ -248,6 +293,8 @@ pub struct SourceConfig {
     /// every worker together (Kakao allows one per 5 s; "5s").
     #[serde(default, with = "opt_duration")]
     pub report_interval: Option<Duration>,
+    /// GA4: rows per `runReport` page (default 10,000; GA4 allows up to 250,000).
+    pub page_size: Option<u64>,
     /// Delay between polls of an async report job ("10s").
     #[serde(default, with = "opt_duration")]
     pub poll_interval: Option<Duration>,
@@ -360,7 +407,8 @@ pub fn normalize_account_id(platform: Platform, id: &str) -> String {
     match platform {
         Platform::Meta => id.strip_prefix("act_").unwrap_or(id).to_string(),
         Platform::GoogleAds => id.chars().filter(|c| *c != '-').collect(),
-        Platform::NaverSearchAd | Platform::KakaoMoment => id.to_string(),
+        Platform::NaverSearchAd | Platform::KakaoMoment | Platform::AppsFlyer => id.to_string(),
+        Platform::Ga4 => id.strip_prefix("properties/").unwrap_or(id).to_string(),
     }
 }
 

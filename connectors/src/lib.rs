@@ -8,8 +8,8 @@
 //! # Layout
 //! - [`config`]: `[sources.*]` in `tidemark.toml`; [`secret`]: credentials that never print.
 //! - [`api_versions`]: each platform's API versions and sunset dates; the default; verdicts.
-//! - [`source`]: the `Source` trait; [`meta`], [`google_ads`], [`naver`] and [`kakao`]: the
-//!   platform clients.
+//! - [`source`]: the `Source` trait; the platform clients: spend platforms [`meta`],
+//!   [`google_ads`], [`naver`] and [`kakao`]; attribution platforms [`appsflyer`] and [`ga4`].
 //! - [`throttle`]: per-credential concurrency caps, platform-signalled waits, retries.
 //! - [`raw`]: landing payloads in `raw/` with a manifest, quarantine, reading runs back.
 //! - [`journal`]: a run's plan and committed jobs under `_tidemark/`, for resuming.
@@ -27,8 +27,10 @@
 //! tables as the sync that fetched them.
 
 pub mod api_versions;
+pub mod appsflyer;
 pub mod config;
 pub mod error;
+pub mod ga4;
 pub mod gaps;
 pub mod google_ads;
 pub mod journal;
@@ -187,6 +189,20 @@ pub fn build_sources_with(
             Platform::KakaoMoment => built.push(Arc::new(kakao::KakaoSource::new(
                 source, credential, throttle,
             )?)),
+            Platform::Ga4 => {
+                built.push(Arc::new(ga4::Ga4Source::new(source, credential, throttle)?))
+            }
+            Platform::AppsFlyer => {
+                let oauth::Credential::Static { token, origin } = credential else {
+                    return Err(Error::Config(format!(
+                        "[sources.{}]: AppsFlyer takes access_token",
+                        source.name
+                    )));
+                };
+                built.push(Arc::new(appsflyer::AppsFlyerSource::new(
+                    source, token, origin, throttle,
+                )?))
+            }
             Platform::NaverSearchAd => {
                 let oauth::Credential::Signing { key, secret } = credential else {
                     unreachable!("Naver sources are given a signing credential above")

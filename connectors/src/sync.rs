@@ -196,6 +196,20 @@ fn normalize_unit(
         };
         let page_records = page_records.map_err(refuse)?;
         normalize::check_payload(spec, &page_records, &hint).map_err(refuse)?;
+        for (i, record) in page_records.iter().enumerate() {
+            match normalize::date(record, source.date_key()) {
+                Ok(Some(day)) if day >= unit.since && day <= unit.until => {}
+                Ok(other) => {
+                    return Err(refuse(format!(
+                        "row {i} is dated {} but the request was for {}..{}",
+                        other.map_or("nothing".into(), |d| d.to_string()),
+                        unit.since,
+                        unit.until
+                    )))
+                }
+                Err(reason) => return Err(refuse(format!("row {i}: {reason}"))),
+            }
+        }
         let provenance = Provenance {
             source: source.name().to_string(),
             account: unit.account.clone(),
@@ -343,10 +357,25 @@ async fn commit(
     report.slices += slices.len();
     report.loaded_units += loaded.len();
     report.pages += loaded.iter().map(|u| u.pages).sum::<usize>();
-    report.rows += loaded.iter().map(|u| u.ad_batch.num_rows()).sum::<usize>();
+    // Attribution platforms (AppsFlyer, GA4) have no ad-level spend rows: their per-source
+    // table is all they fill, and marts join it to spend.
+    let feeds_ad_performance = source.platform().feeds_ad_performance();
+    let counted = |u: &UnitRows| {
+        if feeds_ad_performance {
+            u.ad_batch.num_rows()
+        } else {
+            u.source_batch.num_rows()
+        }
+    };
+    report.rows += loaded.iter().map(counted).sum::<usize>();
     let mut rows_per_slice: BTreeMap<SliceKey, u64> = BTreeMap::new();
     for unit in &loaded {
-        for key in SliceLayout::default().keys_of(AD_PERFORMANCE, &unit.ad_batch)? {
+        let keys = if feeds_ad_performance {
+            SliceLayout::default().keys_of(AD_PERFORMANCE, &unit.ad_batch)?
+        } else {
+            normalize::source_layout().keys_of(source.spec().table, &unit.source_batch)?
+        };
+        for key in keys {
             *rows_per_slice.entry(key).or_default() += 1;
         }
     }
@@ -369,17 +398,22 @@ async fn commit(
         version: per_source.version,
     });
     let slices_for_ledger = slices.clone();
-    let unified = warehouse
-        .replace_slices(AD_PERFORMANCE)
-        .with_slices(slices)
-        .with_rows(ad_batches)
-        .with_job(&job, 1)
-        .await?;
-    on_event(SyncEvent::Committed {
-        source: source.name(),
-        table: AD_PERFORMANCE,
-        version: unified.version,
-    });
+    let unified = if feeds_ad_performance {
+        let unified = warehouse
+            .replace_slices(AD_PERFORMANCE)
+            .with_slices(slices)
+            .with_rows(ad_batches)
+            .with_job(&job, 1)
+            .await?;
+        on_event(SyncEvent::Committed {
+            source: source.name(),
+            table: AD_PERFORMANCE,
+            version: unified.version,
+        });
+        Some(unified)
+    } else {
+        None
+    };
     let synced_at = chrono::Utc::now();
     let records: Vec<SliceRecord> = slices_for_ledger
         .into_iter()
@@ -393,17 +427,19 @@ async fn commit(
             run: run.to_string(),
             source_table: table.to_string(),
             source_table_version: per_source.version,
-            table_version: unified.version,
+            table_version: unified.as_ref().map_or(per_source.version, |u| u.version),
         })
         .collect();
     ledger::record(warehouse, &records, &job).await?;
-    let versions = vec![
-        (table.to_string(), per_source.version),
-        (AD_PERFORMANCE.to_string(), unified.version),
-    ];
+    let mut versions = vec![(table.to_string(), per_source.version)];
+    versions.extend(
+        unified
+            .as_ref()
+            .map(|u| (AD_PERFORMANCE.to_string(), u.version)),
+    );
     report.commits.extend(versions.iter().cloned());
     report.replace_reports.push(per_source);
-    report.replace_reports.push(unified);
+    report.replace_reports.extend(unified);
     Ok((units, versions))
 }
 

@@ -131,6 +131,9 @@ pub struct Drift {
     /// The platform's older payload shape, which files still in circulation have (Naver: `AD`
     /// reports without the appended View count column, conversion types as codes 1–5).
     pub legacy_format: bool,
+    /// GA4: the long tail is folded into an `(other)` row and the report is thresholded
+    /// (`dataLossFromOtherRow`, `subjectToThresholding`).
+    pub folded_rows: bool,
 }
 
 impl Drift {

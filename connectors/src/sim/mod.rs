@@ -1,6 +1,7 @@
 //! Faithful simulators of the Meta Marketing API (insights), the Google Ads API
-//! (searchStream), Naver Search Ad (stat reports) and Kakao Moment (creative reports), on one
-//! loopback HTTP server, over a seeded ground truth.
+//! (searchStream), Naver Search Ad (stat reports), Kakao Moment (creative reports), the
+//! AppsFlyer Pull API (aggregate CSV) and the GA4 Data API (runReport), on one loopback HTTP
+//! server, over a seeded ground truth.
 //!
 //! - [`truth`]: the seeded ground truth and what a platform reports of it at a given day.
 //! - [`World`]: ground truth per platform (accounts, campaigns, ad groups, ads; final metrics
@@ -9,7 +10,8 @@
 //! - [`faults`]: what goes wrong on demand (rate-limit storms in each platform's own dialect,
 //!   5xx, truncated bodies, slow answers, failing report runs) and schema drift (an added
 //!   field, a renamed field, keys in another case, unparseable values).
-//! - [`meta`], [`google_ads`], [`naver`] and [`kakao`]: the platforms' real paths, auth
+//! - [`meta`], [`google_ads`], [`naver`], [`kakao`], [`appsflyer`] and [`ga4`]: the
+//!   platforms' real paths, auth
 //!   (Naver's HMAC signatures, Kakao's business tokens), paging, async report jobs, error
 //!   bodies and rate-limit signals (Kakao's one report call per account per 5 s).
 //!
@@ -23,7 +25,9 @@
 //! `POST /token` is Google's OAuth token endpoint and `POST /oauth/token` Kakao's
 //! (refresh-token grant), for sources that refresh their access tokens.
 
+pub mod appsflyer;
 pub mod faults;
+pub mod ga4;
 pub mod google_ads;
 pub mod kakao;
 pub mod meta;
@@ -80,6 +84,8 @@ pub struct SimConfig {
     pub kakao_client_secret: String,
     pub kakao_refresh_token: String,
     pub kakao_report_interval_ms: u64,
+    /// AppsFlyer's API token V2. (GA4 takes the Google access token.)
+    pub appsflyer_token: String,
 }
 
 impl Default for SimConfig {
@@ -103,6 +109,7 @@ impl Default for SimConfig {
             kakao_client_secret: "sim-kakao-client-secret".into(),
             kakao_refresh_token: "sim-kakao-refresh-token".into(),
             kakao_report_interval_ms: 5_000,
+            appsflyer_token: "sim-appsflyer-api-token-v2".into(),
         }
     }
 }
@@ -148,6 +155,8 @@ pub struct World {
     google: Truth,
     naver: Truth,
     kakao: Truth,
+    appsflyer: Truth,
+    ga4: Truth,
     now: RwLock<NaiveDate>,
     faults: Mutex<BTreeMap<Platform, Faults>>,
     drift: Mutex<BTreeMap<Platform, Drift>>,
@@ -161,6 +170,8 @@ pub struct World {
     pub(crate) kakao_pacing: Mutex<BTreeMap<String, kakao::Pacing>>,
     /// Kakao's pace of report calls per ad account, in ms (from the config; tests move it).
     pub(crate) kakao_interval_ms: AtomicU64,
+    /// GA4 tokens spent per property.
+    ga4_tokens: Mutex<BTreeMap<String, u64>>,
     next_id: AtomicU64,
 }
 
@@ -193,7 +204,20 @@ impl World {
             config.accounts,
             IdStyle::Numeric { base: 300_001 },
         );
+        let appsflyer = Truth::with_ids(
+            config.seed ^ 0x6170_7073,
+            config.accounts,
+            IdStyle::App {
+                base: 1_500_000_001,
+            },
+        );
+        let ga4 = Truth::with_ids(
+            config.seed ^ 0x6761_3461,
+            config.accounts,
+            IdStyle::Numeric { base: 400_000_001 },
+        );
         Arc::new(World {
+            ga4_tokens: Mutex::default(),
             kakao_interval_ms: AtomicU64::new(config.kakao_report_interval_ms),
             now: RwLock::new(config.today),
             config,
@@ -201,6 +225,8 @@ impl World {
             google,
             naver,
             kakao,
+            appsflyer,
+            ga4,
             faults: Mutex::default(),
             drift: Mutex::default(),
             stats: Mutex::default(),
@@ -228,7 +254,17 @@ impl World {
             Platform::GoogleAds => &self.google,
             Platform::NaverSearchAd => &self.naver,
             Platform::KakaoMoment => &self.kakao,
+            Platform::AppsFlyer => &self.appsflyer,
+            Platform::Ga4 => &self.ga4,
         }
+    }
+
+    /// GA4: spend `tokens` of a property's quota; returns the total spent.
+    pub(crate) fn count_ga4_tokens(&self, property: &str, tokens: u64) -> u64 {
+        let mut all = self.ga4_tokens.lock().expect("tokens lock");
+        let spent = all.entry(property.to_string()).or_default();
+        *spent += tokens;
+        *spent
     }
 
     /// Kakao: change the pace of report calls per ad account.
@@ -291,6 +327,18 @@ impl World {
                 "access_token",
                 "SIM_KAKAO_TOKEN",
                 &c.kakao_token,
+            ),
+            credential(
+                Platform::AppsFlyer,
+                "access_token",
+                "SIM_APPSFLYER_TOKEN",
+                &c.appsflyer_token,
+            ),
+            credential(
+                Platform::Ga4,
+                "access_token",
+                "SIM_GA4_TOKEN",
+                &c.google_token,
             ),
         ]
     }
@@ -513,6 +561,10 @@ async fn platform_request(
     let path = uri.path().to_string();
     if path.contains("/customers/") {
         google_ads::handle(&world, &method, &uri, &headers, &body).await
+    } else if path.starts_with("/api/agg-data/") {
+        appsflyer::handle(&world, &uri, &headers).await
+    } else if path.starts_with("/v1beta/properties/") {
+        ga4::handle(&world, &uri, &headers, &body).await
     } else if path.starts_with("/openapi/") {
         kakao::handle(&world, &method, &uri, &headers).await
     } else if path.starts_with("/stat-reports") || path == "/report-download" {

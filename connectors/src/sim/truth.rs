@@ -72,6 +72,8 @@ pub enum IdStyle {
     /// Naver Search Ad's: numeric customer ids from `base`; `cmp-a001-01-…`, `grp-a001-01-…`
     /// and `nad-a001-01-…` entity ids (the prefixes of Naver's samples) nesting by digits.
     Naver { base: u64 },
+    /// App ids as AppsFlyer spells iOS apps: `id` and digits from `base`.
+    App { base: u64 },
 }
 
 impl Truth {
@@ -84,7 +86,7 @@ impl Truth {
     pub fn with_ids(seed: u64, accounts: usize, style: IdStyle) -> Self {
         let child = |parent: &str, tag: char, n: usize| match style {
             IdStyle::Readable => format!("{parent}_{tag}{n}"),
-            IdStyle::Numeric { .. } => format!("{parent}{n:02}"),
+            IdStyle::Numeric { .. } | IdStyle::App { .. } => format!("{parent}{n:02}"),
             IdStyle::Naver { .. } => {
                 let digits = parent.rsplit('-').next().unwrap_or(parent);
                 let prefix = match tag {
@@ -105,6 +107,7 @@ impl Truth {
                     IdStyle::Numeric { base } | IdStyle::Naver { base } => {
                         (base + i as u64).to_string()
                     }
+                    IdStyle::App { base } => format!("id{}", base + i as u64),
                 },
                 name: name.to_string(),
                 currency: currency.to_string(),

@@ -4,6 +4,7 @@
 
 extern crate tidemark_connectors as connectors;
 
+mod attribution;
 mod drift;
 mod faults;
 mod kakao;

@@ -148,6 +148,17 @@ impl Harness {
                     ),
                     r#"["300001", "300002"]"#,
                 ),
+                Platform::AppsFlyer => (
+                    format!("access_token = {{ file = \"{}\" }}", file("appsflyer", &c.appsflyer_token)),
+                    r#"["id1500000001", "id1500000002"]"#,
+                ),
+                Platform::Ga4 => (
+                    format!(
+                        "access_token = {{ file = \"{}\" }}\npage_size = 40",
+                        file("ga4", &c.google_token)
+                    ),
+                    r#"["properties/400000001", "400000002"]"#,
+                ),
             };
             text.push_str(&format!(
                 "\n[sources.{platform}]\nbase_url = \"{base}\"\n{credentials}\naccounts = {accounts}\n\
@@ -196,6 +207,10 @@ impl Harness {
         let mut out = BTreeMap::new();
         for platform in self.platforms.iter().copied() {
             let world = &self.sim.world;
+            if !platform.feeds_ad_performance() {
+                out.extend(expected_by_campaign(world, platform, window, today));
+                continue;
+            }
             for account in &world.truth(platform).accounts {
                 for r in world.reported(platform, &account.id, window, today) {
                     out.insert(
@@ -226,16 +241,42 @@ impl Harness {
             .expect("query runs")
     }
 
-    /// The loaded `ad_performance` cells within the window before `today`.
+    /// The loaded `ad_performance` cells within the window before `today`, and for the
+    /// attribution platforms their own tables' cells in the same shape.
     pub async fn loaded(&self, today: NaiveDate) -> BTreeMap<Key, Metrics> {
         let w = Window::trailing_days(today, 30);
-        let batches = self
-            .query(&format!(
-                "SELECT source, account_id, date, ad_id, impressions, clicks, spend, conversions, installs, revenue \
-                 FROM ad_performance WHERE date BETWEEN DATE '{}' AND DATE '{}'",
-                w.since, w.until
-            ))
-            .await;
+        let within = format!("date BETWEEN DATE '{}' AND DATE '{}'", w.since, w.until);
+        let mut batches = Vec::new();
+        if self.platforms.iter().any(|p| p.feeds_ad_performance()) {
+            batches = self
+                .query(&format!(
+                    "SELECT source, account_id, date, ad_id, impressions, clicks, spend, conversions, installs, revenue \
+                     FROM ad_performance WHERE {within}"
+                ))
+                .await;
+        }
+        let none_int = "CAST(NULL AS BIGINT)";
+        let none_money = "CAST(NULL AS DECIMAL(20, 6))";
+        for platform in &self.platforms {
+            let sql = match platform {
+                // AppsFlyer: one row per (day, campaign); the campaign name stands for the ad.
+                Platform::AppsFlyer => format!(
+                    "SELECT _source AS source, _account_id AS account_id, date, campaign_c AS ad_id, \
+                     impressions, clicks, total_cost AS spend, CAST(NULL AS DOUBLE) AS conversions, \
+                     installs, total_revenue AS revenue FROM appsflyer_partners_daily WHERE {within}"
+                ),
+                // GA4: sessions and users in the impressions and clicks places.
+                Platform::Ga4 => format!(
+                    "SELECT _source AS source, _account_id AS account_id, date, \
+                     concat(session_source, '/', session_medium, '/', session_campaign_name) AS ad_id, \
+                     sessions AS impressions, total_users AS clicks, {none_money} AS spend, \
+                     key_events AS conversions, {none_int} AS installs, purchase_revenue AS revenue \
+                     FROM ga4_traffic_daily WHERE {within}"
+                ),
+                _ => continue,
+            };
+            batches.extend(self.query(&sql).await);
+        }
         let mut out = BTreeMap::new();
         for b in &batches {
             let text = |i: usize| {
@@ -312,6 +353,9 @@ pub fn expected_metrics(platform: Platform, m: &connectors::sim::truth::Metrics)
                 Some(m.installs),
             )
         }
+        Platform::AppsFlyer | Platform::Ga4 => {
+            unreachable!("attribution platforms are compared by campaign")
+        }
     };
     Metrics {
         impressions: Some(m.impressions),
@@ -321,6 +365,65 @@ pub fn expected_metrics(platform: Platform, m: &connectors::sim::truth::Metrics)
         installs,
         revenue: Some(revenue),
     }
+}
+
+/// What an attribution platform reports by campaign over `window`, in [`Harness::loaded`]'s
+/// shape.
+fn expected_by_campaign(
+    world: &connectors::sim::World,
+    platform: Platform,
+    window: Window,
+    today: NaiveDate,
+) -> BTreeMap<Key, Metrics> {
+    let mut out = BTreeMap::new();
+    for (index, account) in world.truth(platform).accounts.iter().enumerate() {
+        let key = |date, ad: String| (platform.name().to_string(), account.id.clone(), date, ad);
+        if platform == Platform::Ga4 {
+            for (date, source, medium, campaign, sessions, users, events, revenue) in
+                connectors::sim::ga4::report_rows(
+                    world,
+                    index,
+                    window.since,
+                    window.until,
+                    today,
+                    false,
+                )
+            {
+                out.insert(
+                    key(date, format!("{source}/{medium}/{campaign}")),
+                    Metrics {
+                        impressions: Some(sessions),
+                        clicks: Some(users),
+                        spend: None,
+                        conversions: Some(events as f64),
+                        installs: None,
+                        revenue: Some(i128::from(revenue)),
+                    },
+                );
+            }
+            continue;
+        }
+        for ((date, _, campaign), m) in connectors::sim::appsflyer::campaign_days(
+            world,
+            index,
+            window.since,
+            window.until,
+            today,
+        ) {
+            out.insert(
+                key(date, campaign),
+                Metrics {
+                    impressions: Some(m.impressions),
+                    clicks: Some(m.clicks),
+                    spend: Some(i128::from(m.spend_micros)),
+                    conversions: None,
+                    installs: Some(m.installs),
+                    revenue: Some(i128::from(m.revenue_micros)),
+                },
+            );
+        }
+    }
+    out
 }
 
 /// Rows of a table as sorted strings (every column, in name order), for comparing contents.

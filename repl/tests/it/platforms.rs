@@ -95,7 +95,16 @@ backoff = "10ms"
 
     // 1. Faults pass; Kakao's second account cannot be read: named, the rest loads.
     let mut cmd = tidemark(project.path());
-    cmd.args(["-vv", "--log-format", "json", "sync", "--today", "2026-11-20", "--run", "first"]);
+    cmd.args([
+        "-vv",
+        "--log-format",
+        "json",
+        "sync",
+        "--today",
+        "2026-11-20",
+        "--run",
+        "first",
+    ]);
     let first = run(cmd).await;
     let out = text(&first);
     assert_eq!(first.status.code(), Some(1), "{out}");
@@ -119,7 +128,10 @@ backoff = "10ms"
     assert!(out.contains("FAILED naver_search_ad/1100001"), "{out}");
     assert!(out.contains("secret_key"), "{out}");
     assert!(out.contains("FAILED kakao_moment/300001"), "{out}");
-    assert!(out.contains("environment variable SIM_KAKAO_TOKEN"), "{out}");
+    assert!(
+        out.contains("environment variable SIM_KAKAO_TOKEN"),
+        "{out}"
+    );
     for wrong in ["AQAAAABwrongButSecret==0b9d", "kakaoWrongButSecret-77c0"] {
         assert!(!out.contains(wrong), "{out}");
     }
@@ -145,7 +157,10 @@ backoff = "10ms"
     }
     let mut files = Vec::new();
     warehouse_bytes(&project.path().join("wh"), &mut files);
-    assert!(files.iter().any(|(p, _)| p.ends_with(".tsv.gz")), "Naver reports land as TSV");
+    assert!(
+        files.iter().any(|(p, _)| p.ends_with(".tsv.gz")),
+        "Naver reports land as TSV"
+    );
     for (path, data) in &files {
         let data = String::from_utf8_lossy(data);
         for secret in secrets {

@@ -294,8 +294,10 @@ async fn sync_step(
     }
     for s in &report.sources {
         let replaced = s.replace_reports.last();
+        // Spend platforms end with ad_performance; attribution platforms with their own table.
+        let table = s.commits.last().map_or(AD_PERFORMANCE, |(t, _)| t.as_str());
         outln!(
-            "sync {number}: today {today}, {} window {window}: {} units, {} requests, {} rows, {} slices replaced in ad_performance v{} \
+            "sync {number}: today {today}, {} window {window}: {} units, {} requests, {} rows, {} slices replaced in {table} v{} \
              ({} files removed, {} added, {:.0} ms)",
             s.source,
             s.units,

@@ -1,5 +1,6 @@
 //! Integration tests that drive the real `tidemark` binary.
 
+mod attributed_mart;
 mod crash;
 mod demo;
 mod distributed;

@@ -1,7 +1,7 @@
-//! `tidemark sync` against the Naver Search Ad and Kakao Moment simulators as a user runs
-//! it, at trace level with JSON logs: faults are retried, an unreadable account is named,
-//! a wrong Naver secret key and a wrong Kakao token fail naming what to fix, replay needs no
-//! credentials, and no secret appears in any output line or any warehouse file.
+//! `tidemark sync` against the Naver Search Ad, Kakao Moment, AppsFlyer and GA4 simulators as
+//! a user runs it, at trace level with JSON logs: faults are retried, an unreadable account
+//! is named, a wrong Naver secret key and a wrong Kakao token fail naming what to fix, replay
+//! needs no credentials, and no secret appears in any output line or any warehouse file.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,6 +14,8 @@ use crate::sync::{run, text, warehouse_bytes};
 const NAVER_KEY: &str = "0100000000naverLicenseKey9d1e";
 const NAVER_SECRET: &str = "AQAAAABnaverSecretKey==7c2f";
 const KAKAO_TOKEN: &str = "kakaoBusinessTokenSecret-51ab";
+const APPSFLYER_TOKEN: &str = "eyJhbGciOiJappsflyerSecret.3e1f";
+const GA4_TOKEN: &str = "ya29.ga4SecretAccessToken-9a2c";
 
 fn tidemark(project: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
@@ -22,12 +24,14 @@ fn tidemark(project: &Path) -> Command {
         .env("TIDEMARK_PROJECT", project)
         .env("SIM_NAVER_API_KEY", NAVER_KEY)
         .env("SIM_NAVER_SECRET", NAVER_SECRET)
-        .env("SIM_KAKAO_TOKEN", KAKAO_TOKEN);
+        .env("SIM_KAKAO_TOKEN", KAKAO_TOKEN)
+        .env("SIM_APPSFLYER_TOKEN", APPSFLYER_TOKEN)
+        .env("SIM_GA4_TOKEN", GA4_TOKEN);
     cmd
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn naver_and_kakao_sync_name_failures_replay_and_never_show_a_secret() {
+async fn naver_kakao_appsflyer_ga4_sync_name_failures_replay_and_never_show_a_secret() {
     let sim = connectors::sim::start_local(SimConfig {
         today: "2026-11-20".parse().unwrap(),
         naver_api_key: NAVER_KEY.into(),
@@ -35,6 +39,8 @@ async fn naver_and_kakao_sync_name_failures_replay_and_never_show_a_secret() {
         naver_job_polls: 1,
         kakao_token: KAKAO_TOKEN.into(),
         kakao_report_interval_ms: 200,
+        appsflyer_token: APPSFLYER_TOKEN.into(),
+        google_token: GA4_TOKEN.into(),
         ..SimConfig::default()
     })
     .await
@@ -62,6 +68,21 @@ accounts = ["300001", "300002"]
 window_days = 3
 report_interval = "200ms"
 backoff = "10ms"
+
+[sources.appsflyer]
+base_url = "{base}"
+access_token = {{ env = "SIM_APPSFLYER_TOKEN" }}
+accounts = ["id1500000001", "id1500000002"]
+window_days = 3
+backoff = "10ms"
+
+[sources.ga4]
+base_url = "{base}"
+access_token = {{ env = "SIM_GA4_TOKEN" }}
+accounts = ["400000001"]
+window_days = 3
+page_size = 4
+backoff = "10ms"
 "#,
             base = sim.base_url()
         ),
@@ -84,6 +105,16 @@ backoff = "10ms"
             ..Faults::default()
         },
     );
+    for platform in [Platform::AppsFlyer, Platform::Ga4] {
+        world.set_faults(
+            platform,
+            Faults {
+                throttle: 1,
+                server_errors: 1,
+                ..Faults::default()
+            },
+        );
+    }
     world.set_drift(
         Platform::KakaoMoment,
         Drift {
@@ -112,6 +143,10 @@ backoff = "10ms"
     let summary = String::from_utf8_lossy(&first.stdout).to_string();
     assert!(
         summary.contains("naver_search_ad") && summary.contains("6/6"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("appsflyer") && summary.contains("ga4"),
         "{summary}"
     );
     outputs.push(out);
@@ -143,13 +178,21 @@ backoff = "10ms"
     cmd.env_remove("SIM_NAVER_API_KEY")
         .env_remove("SIM_NAVER_SECRET")
         .env_remove("SIM_KAKAO_TOKEN")
+        .env_remove("SIM_APPSFLYER_TOKEN")
+        .env_remove("SIM_GA4_TOKEN")
         .args(["-vv", "sync", "--replay", "first"]);
     let replay = run(cmd).await;
     let out = text(&replay);
     assert!(out.contains("run first replayed"), "{out}");
     outputs.push(out);
 
-    let secrets = [NAVER_KEY, NAVER_SECRET, KAKAO_TOKEN];
+    let secrets = [
+        NAVER_KEY,
+        NAVER_SECRET,
+        KAKAO_TOKEN,
+        APPSFLYER_TOKEN,
+        GA4_TOKEN,
+    ];
     for (i, output) in outputs.iter().enumerate() {
         for secret in secrets {
             assert!(!output.contains(secret), "run {i} printed a secret");

@@ -48,8 +48,20 @@ fn failure(status: StatusCode, grpc: &str, message: &str) -> Response {
     )
 }
 
-/// Every row a report over `since..=until` has, before paging: (date, source, medium,
-/// campaign, sessions, users, key events, revenue micros).
+/// One row of a report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ga4Row {
+    pub date: NaiveDate,
+    pub source: String,
+    pub medium: String,
+    pub campaign: String,
+    pub sessions: i64,
+    pub users: i64,
+    pub key_events: i64,
+    pub revenue_micros: i64,
+}
+
+/// Every row a report over `since..=until` has, before paging.
 pub fn report_rows(
     world: &World,
     account: usize,
@@ -57,31 +69,31 @@ pub fn report_rows(
     until: NaiveDate,
     now: NaiveDate,
     folded: bool,
-) -> Vec<(NaiveDate, String, String, String, i64, i64, i64, i64)> {
+) -> Vec<Ga4Row> {
     let days = super::appsflyer::campaign_days_of(world, GA4, account, since, until, now);
     let mut rows = Vec::new();
     let mut by_day: std::collections::BTreeMap<NaiveDate, Vec<_>> = Default::default();
     for ((day, c, campaign), m) in days {
         let (source, medium) = source_medium(c);
-        by_day.entry(day).or_default().push((
-            day,
-            source.to_string(),
-            medium.to_string(),
+        by_day.entry(day).or_default().push(Ga4Row {
+            date: day,
+            source: source.to_string(),
+            medium: medium.to_string(),
             campaign,
-            m.clicks,
-            m.clicks * 8 / 10,
-            m.conversions_centi / 100,
-            m.revenue_micros,
-        ));
+            sessions: m.clicks,
+            users: m.clicks * 8 / 10,
+            key_events: m.conversions_centi / 100,
+            revenue_micros: m.revenue_micros,
+        });
     }
     for (_, mut day_rows) in by_day {
         if folded && day_rows.len() > 1 {
             // The smallest campaign of the day goes into "(other)".
-            day_rows.sort_by_key(|r| std::cmp::Reverse(r.4));
+            day_rows.sort_by_key(|r| std::cmp::Reverse(r.sessions));
             let mut small = day_rows.pop().expect("more than one row");
-            small.1 = "(other)".into();
-            small.2 = "(other)".into();
-            small.3 = "(other)".into();
+            small.source = "(other)".into();
+            small.medium = "(other)".into();
+            small.campaign = "(other)".into();
             day_rows.push(small);
         }
         rows.extend(day_rows);
@@ -185,22 +197,20 @@ pub async fn handle(world: &World, uri: &Uri, headers: &HeaderMap, body: &[u8]) 
         .into_iter()
         .skip(offset)
         .take(limit)
-        .map(
-            |(day, source, medium, campaign, sessions, users, events, revenue)| {
-                json!({
-                    "dimensionValues": [
-                        {"value": day.format("%Y%m%d").to_string()},
-                        {"value": source}, {"value": medium}, {"value": campaign}
-                    ],
-                    "metricValues": [
-                        {"value": if malformed { "n/a".to_string() } else { sessions.to_string() }},
-                        {"value": users.to_string()},
-                        {"value": events.to_string()},
-                        {"value": format_micros(i128::from(revenue))}
-                    ]
-                })
-            },
-        )
+        .map(|r| {
+            json!({
+                "dimensionValues": [
+                    {"value": r.date.format("%Y%m%d").to_string()},
+                    {"value": r.source}, {"value": r.medium}, {"value": r.campaign}
+                ],
+                "metricValues": [
+                    {"value": if malformed { "n/a".to_string() } else { r.sessions.to_string() }},
+                    {"value": r.users.to_string()},
+                    {"value": r.key_events.to_string()},
+                    {"value": format_micros(i128::from(r.revenue_micros))}
+                ]
+            })
+        })
         .collect();
     let consumed = world.count_ga4_tokens(property, TOKENS_PER_REQUEST);
     world.count(GA4, |s| s.rows_served += page.len() as u64);

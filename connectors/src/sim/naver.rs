@@ -184,7 +184,7 @@ fn authenticate(
     method: &Method,
     path: &str,
     headers: &HeaderMap,
-) -> Result<String, Response> {
+) -> Result<String, Box<Response>> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -200,17 +200,21 @@ fn authenticate(
     );
     let c = &world.config;
     if key != c.naver_api_key {
-        return Err(error(StatusCode::UNAUTHORIZED, 1, "Invalid API key"));
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            1,
+            "Invalid API key",
+        )));
     }
     let skew = timestamp
         .parse::<i64>()
         .map(|t| (chrono::Utc::now().timestamp_millis() - t).abs());
     if !skew.is_ok_and(|s| s <= MAX_SKEW_MS) {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             2,
             "X-Timestamp is missing or too far from the server time",
-        ));
+        )));
     }
     let signed_path = if path == "/report-download" {
         "/report-download"
@@ -219,7 +223,11 @@ fn authenticate(
     };
     let expected = signature(&c.naver_secret, &timestamp, method.as_str(), signed_path);
     if signed != expected {
-        return Err(error(StatusCode::UNAUTHORIZED, 3, "Invalid signature"));
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            3,
+            "Invalid signature",
+        )));
     }
     world.record_naver_signature(SignedRequest {
         timestamp,
@@ -232,11 +240,11 @@ fn authenticate(
         .account(&customer)
         .is_none()
     {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             1018,
             "No permission to access the customer",
-        ));
+        )));
     }
     Ok(customer)
 }
@@ -270,7 +278,7 @@ pub async fn handle(
     let path = uri.path();
     let customer = match authenticate(world, method, path, headers) {
         Ok(c) => c,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let fault = world.next_fault(Platform::NaverSearchAd, Some(&customer));
     match fault {

@@ -379,25 +379,23 @@ fn expected_by_campaign(
     for (index, account) in world.truth(platform).accounts.iter().enumerate() {
         let key = |date, ad: String| (platform.name().to_string(), account.id.clone(), date, ad);
         if platform == Platform::Ga4 {
-            for (date, source, medium, campaign, sessions, users, events, revenue) in
-                connectors::sim::ga4::report_rows(
-                    world,
-                    index,
-                    window.since,
-                    window.until,
-                    today,
-                    false,
-                )
-            {
+            for r in connectors::sim::ga4::report_rows(
+                world,
+                index,
+                window.since,
+                window.until,
+                today,
+                false,
+            ) {
                 out.insert(
-                    key(date, format!("{source}/{medium}/{campaign}")),
+                    key(r.date, format!("{}/{}/{}", r.source, r.medium, r.campaign)),
                     Metrics {
-                        impressions: Some(sessions),
-                        clicks: Some(users),
+                        impressions: Some(r.sessions),
+                        clicks: Some(r.users),
                         spend: None,
-                        conversions: Some(events as f64),
+                        conversions: Some(r.key_events as f64),
                         installs: None,
-                        revenue: Some(i128::from(revenue)),
+                        revenue: Some(i128::from(r.revenue_micros)),
                     },
                 );
             }

@@ -3,7 +3,9 @@
 //! through the results following `paging.next`, and gets Graph errors it understands.
 //! Google's official libraries speak gRPC and the simulator serves REST, so the REST answer
 //! for the default version is parsed into that version's protobuf messages from Google's
-//! Python library (`google-ads`), unknown fields refused.
+//! Python library (`google-ads`), unknown fields refused. Google's GA4 Data API client
+//! (`google-analytics-data`) runs tidemark's report against the GA4 simulator over its REST
+//! transport, paging by offset.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -164,4 +166,56 @@ async fn the_google_simulator_refuses_a_sunset_version_as_google_does() {
     assert!(body.contains("NOT_FOUND"), "{body}");
     let (status, _) = search_stream(&sim, "v23", "1234567001", window).await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn googles_ga4_client_reads_the_ga4_simulator() {
+    let sim = simulator().await;
+    let window = Window::trailing_days(sim.world.now(), 10);
+    let args = vec![
+        sim.base_url(),
+        sim.world.config.google_token.clone(),
+        "400000001".into(),
+        window.since.to_string(),
+        window.until.to_string(),
+        "7".into(),
+    ];
+    let summary = python(
+        "ga4_client.py",
+        args,
+        String::new(),
+        "google-analytics-data",
+    )
+    .await;
+    let (index, _) = sim.world.truth(Platform::Ga4).account("400000001").unwrap();
+    let rows = connectors::sim::ga4::report_rows(
+        &sim.world,
+        index,
+        window.since,
+        window.until,
+        sim.world.now(),
+        false,
+    );
+    assert_eq!(summary["rows"], rows.len(), "{summary}");
+    assert_eq!(summary["row_count"], rows.len(), "{summary}");
+    assert_eq!(summary["pages"], rows.len().div_ceil(7), "{summary}");
+    assert_eq!(
+        summary["sessions"],
+        rows.iter().map(|r| r.sessions).sum::<i64>(),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["key_events"],
+        rows.iter().map(|r| r.key_events).sum::<i64>(),
+        "{summary}"
+    );
+    let revenue: i64 = rows.iter().map(|r| r.revenue_micros).sum();
+    let parsed = summary["revenue"].as_f64().unwrap();
+    assert!((parsed - revenue as f64 / 1e6).abs() < 1e-3, "{summary}");
+    assert_eq!(summary["currency"], "KRW");
+    assert!(summary["tokens_per_hour_remaining"].as_i64().unwrap() > 0);
+    assert_eq!(
+        summary["first_date"],
+        window.since.format("%Y%m%d").to_string()
+    );
 }

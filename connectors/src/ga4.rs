@@ -42,7 +42,6 @@ use crate::error::{Error, Result};
 use crate::normalize::{col, AdRow, Kind, Record, TableSpec};
 use crate::oauth::Credential;
 use crate::raw::Unit;
-use crate::secret::Secret;
 use crate::source::{Page, PageSink, Source, SourceBase};
 use crate::throttle::{snippet, Fetched, Throttle, Verdict};
 
@@ -115,14 +114,6 @@ impl Ga4Source {
         })
     }
 
-    fn scrub(&self, text: &str, token: Option<&Secret>) -> String {
-        let mut secrets = self.credential.secrets();
-        secrets.extend(token);
-        secrets
-            .into_iter()
-            .fold(text.to_string(), |t, s| crate::scrub(&t, s))
-    }
-
     /// One page of the report for `unit` from `offset`.
     async fn page(&self, unit: &Unit, offset: u64) -> Result<(String, Bytes)> {
         let path = format!("/{}/properties/{}:runReport", self.version, unit.account);
@@ -139,33 +130,17 @@ impl Ga4Source {
             "orderBys": [{"dimension": {"dimensionName": "date"}}],
         });
         let origin = self.credential.origin().to_string();
-        let token = self
-            .credential
-            .access_token()
-            .await
-            .map_err(|reason| Error::Request {
-                source_name: self.base.name.clone(),
-                request: what.clone(),
-                attempts: 1,
-                reason: self.scrub(&reason, None),
-                last_body: None,
-            })?;
         let response = self
             .base
-            .throttle
-            .send(
+            .send_authorized(
+                &self.credential,
+                &[],
                 &what,
-                || self.http.post(&url).bearer_auth(token.expose()).json(&body),
+                None,
+                |token| self.http.post(&url).bearer_auth(token.expose()).json(&body),
                 |r| verdict(r, &origin),
             )
-            .await
-            .map_err(|gave_up| Error::Request {
-                source_name: self.base.name.clone(),
-                request: what.clone(),
-                attempts: gave_up.attempts,
-                reason: self.scrub(&gave_up.reason, Some(&token)),
-                last_body: gave_up.last_body,
-            })?;
+            .await?;
         Ok((what, response.body))
     }
 

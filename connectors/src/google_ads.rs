@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::config::{Platform, ResolvedSource};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::normalize::{self, col, AdRow, Kind, Record, TableSpec};
 use crate::oauth::Credential;
 use crate::raw::Unit;
@@ -119,16 +119,6 @@ impl GoogleAdsSource {
         })
     }
 
-    /// `text` without any credential value in it.
-    fn scrub(&self, text: &str, access_token: Option<&Secret>) -> String {
-        let mut secrets = self.credential.secrets();
-        secrets.push(&self.developer_token);
-        secrets.extend(access_token);
-        secrets
-            .into_iter()
-            .fold(text.to_string(), |t, s| crate::scrub(&t, s))
-    }
-
     /// One searchStream call for the unit: the request's description and the answer.
     async fn search(&self, unit: &Unit) -> Result<(String, Bytes)> {
         let path = format!(
@@ -140,23 +130,14 @@ impl GoogleAdsSource {
         let what = format!("POST {path} query={gaql:?}");
         let body = serde_json::json!({ "query": gaql });
         let origin = self.credential.origin().to_string();
-        let token = self
-            .credential
-            .access_token()
-            .await
-            .map_err(|reason| Error::Request {
-                source_name: self.base.name.clone(),
-                request: what.clone(),
-                attempts: 1,
-                reason: self.scrub(&reason, None),
-                last_body: None,
-            })?;
         let response = self
             .base
-            .throttle
-            .send(
+            .send_authorized(
+                &self.credential,
+                &[&self.developer_token],
                 &what,
-                || {
+                None,
+                |token| {
                     let mut request = self
                         .http
                         .post(&url)
@@ -170,14 +151,7 @@ impl GoogleAdsSource {
                 },
                 |r| verdict(r, &origin),
             )
-            .await
-            .map_err(|gave_up| Error::Request {
-                source_name: self.base.name.clone(),
-                request: what.clone(),
-                attempts: gave_up.attempts,
-                reason: self.scrub(&gave_up.reason, Some(&token)),
-                last_body: gave_up.last_body,
-            })?;
+            .await?;
         Ok((what, response.body))
     }
 

@@ -46,7 +46,6 @@ use crate::error::{Error, Result};
 use crate::normalize::{self, col, AdRow, Kind, Record, TableSpec};
 use crate::oauth::Credential;
 use crate::raw::Unit;
-use crate::secret::Secret;
 use crate::source::{Page, PageSink, Source, SourceBase};
 use crate::throttle::{snippet, Fetched, Lane, Throttle, Verdict};
 
@@ -114,14 +113,6 @@ impl KakaoSource {
         })
     }
 
-    fn scrub(&self, text: &str, token: Option<&Secret>) -> String {
-        let mut secrets = self.credential.secrets();
-        secrets.extend(token);
-        secrets
-            .into_iter()
-            .fold(text.to_string(), |t, s| crate::scrub(&t, s))
-    }
-
     /// GET `path_and_query` for `account`; report calls are paced on the account's lane.
     async fn get(&self, account: &str, path_and_query: &str, report: bool) -> Result<Bytes> {
         let what = format!("GET /openapi/{}/{path_and_query}", self.version);
@@ -130,28 +121,18 @@ impl KakaoSource {
             self.base_url, self.version
         );
         let origin = self.credential.origin().to_string();
-        let token = self
-            .credential
-            .access_token()
-            .await
-            .map_err(|reason| Error::Request {
-                source_name: self.base.name.clone(),
-                request: what.clone(),
-                attempts: 1,
-                reason: self.scrub(&reason, None),
-                last_body: None,
-            })?;
         let lane = Lane {
             name: format!("report/{account}"),
             interval: self.report_interval + JITTER_MARGIN,
         };
         let response = self
             .base
-            .throttle
-            .send_in_lane(
+            .send_authorized(
+                &self.credential,
+                &[],
                 &what,
                 report.then_some(&lane),
-                || {
+                |token| {
                     self.http
                         .get(&url)
                         .bearer_auth(token.expose())
@@ -159,14 +140,7 @@ impl KakaoSource {
                 },
                 |r| verdict(r, &origin, lane.interval),
             )
-            .await
-            .map_err(|gave_up| Error::Request {
-                source_name: self.base.name.clone(),
-                request: what.clone(),
-                attempts: gave_up.attempts,
-                reason: self.scrub(&gave_up.reason, Some(&token)),
-                last_body: gave_up.last_body,
-            })?;
+            .await?;
         Ok(response.body)
     }
 

@@ -14,10 +14,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::BoxFuture;
 
 use crate::config::{Platform, ResolvedSource};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::normalize::{AdRow, Record, TableSpec};
+use crate::oauth::Credential;
 use crate::raw::{ManifestEntry, RawStore, Unit};
-use crate::throttle::Throttle;
+use crate::secret::Secret;
+use crate::throttle::{Fetched, Lane, Throttle, Verdict};
 use crate::window::Window;
 
 /// One fetched page, as the platform returned it.
@@ -102,6 +104,51 @@ impl SourceBase {
             window_days: source.window_days(),
             throttle,
         }
+    }
+}
+
+impl SourceBase {
+    /// Send a request authorized by `credential`'s access token (refreshed when needed)
+    /// through this source's throttle, paced on `lane` if given. `build` makes the request
+    /// with the token; an error names `what` and holds no secret: none of the credential's,
+    /// none of `also` (e.g. a developer token) and not the access token.
+    pub async fn send_authorized(
+        &self,
+        credential: &Credential,
+        also: &[&Secret],
+        what: &str,
+        lane: Option<&Lane>,
+        build: impl Fn(&Secret) -> reqwest::RequestBuilder,
+        classify: impl Fn(&Fetched) -> Verdict,
+    ) -> Result<Fetched> {
+        let scrub = |text: &str, token: Option<&Secret>| {
+            let mut secrets = credential.secrets();
+            secrets.extend_from_slice(also);
+            secrets.extend(token);
+            secrets
+                .into_iter()
+                .fold(text.to_string(), |t, s| crate::scrub(&t, s))
+        };
+        let token = credential
+            .access_token()
+            .await
+            .map_err(|reason| Error::Request {
+                source_name: self.name.clone(),
+                request: what.to_string(),
+                attempts: 1,
+                reason: scrub(&reason, None),
+                last_body: None,
+            })?;
+        self.throttle
+            .send_in_lane(what, lane, || build(&token), classify)
+            .await
+            .map_err(|gave_up| Error::Request {
+                source_name: self.name.clone(),
+                request: what.to_string(),
+                attempts: gave_up.attempts,
+                reason: scrub(&gave_up.reason, Some(&token)),
+                last_body: gave_up.last_body,
+            })
     }
 }
 

@@ -147,10 +147,10 @@ pub async fn handle(world: &World, uri: &Uri, headers: &HeaderMap) -> Response {
         }
         Fault::Throttle => return text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
         Fault::RetryAfter => {
-            let mut r = text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-            r.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-            return r;
+            return super::retry_after_one_second(text(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests",
+            ));
         }
         Fault::ServerError(code) => {
             return text(

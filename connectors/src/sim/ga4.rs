@@ -138,8 +138,7 @@ pub async fn handle(world: &World, uri: &Uri, headers: &HeaderMap, body: &[u8]) 
                 "Exhausted concurrent requests quota for this property.",
             );
             if fault == Fault::RetryAfter {
-                r.headers_mut()
-                    .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                r = super::retry_after_one_second(r);
             }
             return r;
         }

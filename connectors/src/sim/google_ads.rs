@@ -291,15 +291,12 @@ pub async fn handle(
         }
         Fault::QuotaGone => return quota("86400s".into(), "RESOURCE_EXHAUSTED"),
         Fault::RetryAfter => {
-            let mut r = failure(
+            return super::retry_after_one_second(failure(
                 StatusCode::TOO_MANY_REQUESTS,
                 "RESOURCE_EXHAUSTED",
                 "Too many requests.",
                 vec![],
-            );
-            r.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-            return r;
+            ));
         }
         Fault::ServerError(503) => {
             return failure(

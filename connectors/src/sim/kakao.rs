@@ -109,10 +109,11 @@ pub async fn handle(world: &World, method: &Method, uri: &Uri, headers: &HeaderM
             )
         }
         Fault::RetryAfter => {
-            let mut r = error(StatusCode::TOO_MANY_REQUESTS, -813, "too many requests");
-            r.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-            return r;
+            return super::retry_after_one_second(error(
+                StatusCode::TOO_MANY_REQUESTS,
+                -813,
+                "too many requests",
+            ));
         }
         Fault::ServerError(code) => {
             return error(

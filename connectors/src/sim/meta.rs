@@ -185,16 +185,13 @@ pub async fn handle(
             );
         }
         Fault::RetryAfter | Fault::QuotaGone => {
-            let mut r = error(
+            return super::retry_after_one_second(error(
                 StatusCode::TOO_MANY_REQUESTS,
                 4,
                 None,
                 "(#4) Application request limit reached",
                 vec![],
-            );
-            r.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-            return r;
+            ));
         }
         Fault::ServerError(status) => {
             return error(

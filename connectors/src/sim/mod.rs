@@ -626,6 +626,14 @@ async fn get_stats(State(world): State<Arc<World>>) -> Json<Value> {
         .collect::<BTreeMap<_, _>>()))
 }
 
+/// `response` with `Retry-After: 1` (the generic throttle every simulator can answer).
+pub(crate) fn retry_after_one_second(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+    response
+}
+
 /// A JSON response with a status.
 pub(crate) fn json_response(
     status: StatusCode,

@@ -286,10 +286,11 @@ pub async fn handle(
             return error(StatusCode::TOO_MANY_REQUESTS, 1016, "Too many requests")
         }
         Fault::RetryAfter => {
-            let mut r = error(StatusCode::TOO_MANY_REQUESTS, 1016, "Too many requests");
-            r.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-            return r;
+            return super::retry_after_one_second(error(
+                StatusCode::TOO_MANY_REQUESTS,
+                1016,
+                "Too many requests",
+            ));
         }
         Fault::ServerError(code) => {
             return error(

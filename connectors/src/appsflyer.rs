@@ -1,4 +1,6 @@
-//! AppsFlyer Pull API: the aggregate daily report by media source and campaign, as CSV.
+//! AppsFlyer Pull API: the aggregate daily report by media source and campaign, and the raw
+//! installs and in-app events reports, as CSV. A source pulls one report (`report` in its
+//! section).
 //!
 //! ```text
 //! GET /api/agg-data/export/app/{app_id}/partners_by_date_report/v5
@@ -7,6 +9,11 @@
 //!   → Date,Agency/PMD (af_prt),Media Source (pid),Campaign (c),Impressions,Clicks,CTR,Installs,
 //!     Conversion Rate,Sessions,Loyal Users,Loyal Users/Installs,Total Revenue,Total Cost,ROI,
 //!     ARPU,Average eCPI,<event> (Unique users),<event> (Event counter),<event> (Sales in USD),…
+//! GET /api/raw-data/export/app/{app_id}/installs_report|in_app_events_report/v5
+//!     ?from=…&to=…&timezone=preferred&maximum_rows=1000000
+//!   → Attributed Touch Type,Attributed Touch Time,Install Time,Event Time,Event Name,
+//!     Event Value,Event Revenue,Event Revenue Currency,Event Revenue USD,Media Source,
+//!     Campaign,Campaign ID,Adset,Ad,AppsFlyer ID,Advertising ID,IDFA,Platform,…
 //! ```
 //!
 //! Sources: paths, parameters and the header row are from AppsFlyer's Pull API docs and the
@@ -22,6 +29,14 @@
 //! data (a past install date keeps gaining revenue), so the window re-pulls 30 days.
 //! AppsFlyer rows are per (day, media source, campaign), not ad-level spend: they stay in
 //! `appsflyer_partners_daily` and reach spend through the `attributed_performance` mart.
+//!
+//! **Raw reports** land one row per install or event in `appsflyer_raw_events`, sliced by the
+//! day of `Event Time` (an install's event time is its install time). A call returns at most
+//! `maximum_rows` rows and AppsFlyer cuts the file there without saying so (as observed by
+//! Airbyte); a range whose answer reaches the cap is fetched again one day per call, and a
+//! single day that still reaches it fails, naming `page_size`. Raw rows hold device ids
+//! (AppsFlyer ID, IDFA, advertising id) as AppsFlyer returns them: treat the table as
+//! personal data.
 
 use std::sync::Arc;
 
@@ -38,8 +53,59 @@ use crate::secret::Secret;
 use crate::source::{Page, PageSink, Source, SourceBase};
 use crate::throttle::{snippet, Fetched, Throttle, Verdict};
 
-/// The aggregate report pulled.
-pub const REPORT: &str = "partners_by_date_report";
+/// The report a source pulls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// `partners_by_date_report`: by day, media source and campaign.
+    Aggregate,
+    /// `installs_report`: one row per attributed install.
+    Installs,
+    /// `in_app_events_report`: one row per in-app event of attributed users.
+    InAppEvents,
+}
+
+impl Report {
+    /// The names `report` takes in config, as AppsFlyer spells them in paths.
+    pub const NAMES: [&'static str; 3] = [
+        "partners_by_date_report",
+        "installs_report",
+        "in_app_events_report",
+    ];
+
+    pub fn parse(name: Option<&str>) -> Option<Self> {
+        match name.unwrap_or(Self::NAMES[0]) {
+            "partners_by_date_report" => Some(Report::Aggregate),
+            "installs_report" => Some(Report::Installs),
+            "in_app_events_report" => Some(Report::InAppEvents),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Report::Aggregate => Self::NAMES[0],
+            Report::Installs => Self::NAMES[1],
+            Report::InAppEvents => Self::NAMES[2],
+        }
+    }
+
+    fn path_kind(self) -> &'static str {
+        match self {
+            Report::Aggregate => "agg-data",
+            _ => "raw-data",
+        }
+    }
+
+    fn spec(self) -> &'static TableSpec {
+        match self {
+            Report::Aggregate => &SPEC,
+            _ => &RAW_SPEC,
+        }
+    }
+}
+
+/// `maximum_rows` of a raw call when `page_size` is not set (what public connectors send).
+pub const MAXIMUM_ROWS: u64 = 1_000_000;
 
 /// The `appsflyer_partners_daily` table: the report's fixed columns (event columns are added
 /// as text as they appear).
@@ -70,6 +136,36 @@ pub static SPEC: TableSpec = TableSpec {
     absent_is_zero: false,
 };
 
+/// The `appsflyer_raw_events` table: raw installs and in-app events (more columns are kept as
+/// text as they appear).
+pub static RAW_SPEC: TableSpec = TableSpec {
+    table: "appsflyer_raw_events",
+    columns: &[
+        col("attributed_touch_type", Kind::Text),
+        col("attributed_touch_time", Kind::Text),
+        col("install_time", Kind::Text),
+        // `YYYY-MM-DD HH:MM:SS` in the report's time zone; its day is the slice's day.
+        col("event_time", Kind::Text),
+        col("event_name", Kind::Text),
+        col("event_value", Kind::Text),
+        col("event_revenue", Kind::Decimal),
+        col("event_revenue_currency", Kind::Text),
+        col("event_revenue_usd", Kind::Decimal),
+        col("media_source", Kind::Text),
+        col("campaign", Kind::Text),
+        col("campaign_id", Kind::Text),
+        col("adset", Kind::Text),
+        col("ad", Kind::Text),
+        col("appsflyer_id", Kind::Text),
+        col("advertising_id", Kind::Text),
+        col("idfa", Kind::Text),
+        col("platform", Kind::Text),
+    ],
+    row_keys: &["event_time", "appsflyer_id"],
+    expected: &["event_name", "media_source"],
+    absent_is_zero: false,
+};
+
 /// A report header as a column name: `Media Source (pid)` → `media_source_pid`.
 pub fn column_name(header: &str) -> String {
     let mut out = String::with_capacity(header.len());
@@ -88,6 +184,8 @@ pub struct AppsFlyerSource {
     base: SourceBase,
     base_url: String,
     version: String,
+    report: Report,
+    maximum_rows: u64,
     token: Secret,
     token_origin: String,
     http: reqwest::Client,
@@ -100,10 +198,19 @@ impl AppsFlyerSource {
         token_origin: String,
         throttle: Arc<Throttle>,
     ) -> Result<Self> {
+        let report = Report::parse(source.config.report.as_deref()).ok_or_else(|| {
+            Error::Config(format!(
+                "[sources.{}]: report must be one of {}",
+                source.name,
+                Report::NAMES.join(", ")
+            ))
+        })?;
         Ok(AppsFlyerSource {
             base: SourceBase::new(source, throttle),
             base_url: source.base_url(),
             version: source.api_version(),
+            report,
+            maximum_rows: source.config.page_size.unwrap_or(MAXIMUM_ROWS).max(1),
             token,
             token_origin,
             http: crate::http_client()?,
@@ -116,10 +223,16 @@ impl AppsFlyerSource {
         since: NaiveDate,
         until: NaiveDate,
     ) -> Result<(String, Bytes)> {
-        let path = format!(
-            "/api/agg-data/export/app/{app}/{REPORT}/{}?from={since}&to={until}&timezone=preferred&currency=preferred",
+        let mut path = format!(
+            "/api/{}/export/app/{app}/{}/{}?from={since}&to={until}&timezone=preferred",
+            self.report.path_kind(),
+            self.report.name(),
             self.version
         );
+        match self.report {
+            Report::Aggregate => path.push_str("&currency=preferred"),
+            _ => path.push_str(&format!("&maximum_rows={}", self.maximum_rows)),
+        }
         let what = format!("GET {path}");
         let url = format!("{}{path}", self.base_url);
         let response = self
@@ -201,6 +314,17 @@ fn csv_is_whole(body: &[u8]) -> bool {
     width > 1 && reader.records().all(|r| r.is_ok_and(|r| r.len() == width))
 }
 
+impl AppsFlyerSource {
+    /// Whether a raw answer holds `maximum_rows` rows (and so may have been cut).
+    fn reaches_cap(&self, body: &[u8]) -> bool {
+        if self.report == Report::Aggregate {
+            return false;
+        }
+        let rows = csv::Reader::from_reader(body).records().count() as u64;
+        rows >= self.maximum_rows
+    }
+}
+
 impl Source for AppsFlyerSource {
     fn base(&self) -> &SourceBase {
         &self.base
@@ -209,10 +333,13 @@ impl Source for AppsFlyerSource {
         Platform::AppsFlyer
     }
     fn spec(&self) -> &'static TableSpec {
-        &SPEC
+        self.report.spec()
     }
     fn date_key(&self) -> &'static str {
-        "date"
+        match self.report {
+            Report::Aggregate => "date",
+            _ => "event_time",
+        }
     }
 
     /// One day of the report: authenticated, and a real answer for the app id. (It costs
@@ -221,15 +348,42 @@ impl Source for AppsFlyerSource {
         Box::pin(async move { self.report(account, day, day).await.map(drop) })
     }
 
+    /// One call for the unit; a raw answer that reaches `maximum_rows` (cut by AppsFlyer) is
+    /// dropped and the unit fetched again one day per call.
     fn fetch<'a>(&'a self, unit: &'a Unit, sink: &'a mut PageSink) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let (request, body) = self.report(&unit.account, unit.since, unit.until).await?;
-            sink.land(Page {
-                request,
-                body,
-                fetched_at: Utc::now(),
-            })
-            .await
+            let whole = self.report(&unit.account, unit.since, unit.until).await?;
+            let pages = if self.reaches_cap(&whole.1) && unit.since < unit.until {
+                tracing::info!(source = %self.base.name, unit = %unit, maximum_rows = self.maximum_rows, "the answer reached maximum_rows; fetching day by day");
+                let mut days = Vec::new();
+                for day in unit.window().days() {
+                    days.push(self.report(&unit.account, day, day).await?);
+                }
+                days
+            } else {
+                vec![whole]
+            };
+            for (request, body) in pages {
+                if self.reaches_cap(&body) {
+                    return Err(Error::Request {
+                        source_name: self.base.name.clone(),
+                        request,
+                        attempts: 1,
+                        reason: format!(
+                            "one day of the report reached maximum_rows ({}), so AppsFlyer cut it: raise page_size in [sources.{}]",
+                            self.maximum_rows, self.base.name
+                        ),
+                        last_body: None,
+                    });
+                }
+                sink.land(Page {
+                    request,
+                    body,
+                    fetched_at: Utc::now(),
+                })
+                .await?;
+            }
+            Ok(())
         })
     }
 
@@ -282,6 +436,14 @@ mod tests {
 
     #[test]
     fn headers_become_column_names() {
+        assert_eq!(column_name("Event Revenue USD"), "event_revenue_usd");
+        assert_eq!(column_name("AppsFlyer ID"), "appsflyer_id");
+        assert_eq!(Report::parse(None), Some(Report::Aggregate));
+        assert_eq!(
+            Report::parse(Some("installs_report")),
+            Some(Report::Installs)
+        );
+        assert_eq!(Report::parse(Some("geo_report")), None);
         assert_eq!(column_name("Media Source (pid)"), "media_source_pid");
         assert_eq!(column_name("Loyal Users/Installs"), "loyal_users_installs");
         assert_eq!(

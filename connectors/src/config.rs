@@ -26,6 +26,7 @@
 //! [sources.appsflyer]                  # API token V2; accounts are app ids
 //! access_token = { env = "APPSFLYER_API_TOKEN" }
 //! accounts = ["id1234567890", "com.example.app"]
+//! # report = "installs_report"         # raw rows instead of the aggregate report
 //!
 //! [sources.ga4]                        # Data API: OAuth like Google Ads; accounts are property ids
 //! oauth = { client_id = "x.apps.googleusercontent.com", client_secret = { env = "S" }, refresh_token = { env = "R" } }
@@ -294,7 +295,13 @@ pub struct SourceConfig {
     #[serde(default, with = "opt_duration")]
     pub report_interval: Option<Duration>,
     /// GA4: rows per `runReport` page (default 10,000; GA4 allows up to 250,000).
+    /// AppsFlyer raw reports: `maximum_rows` per call (default 1,000,000); a range that
+    /// reaches it is fetched again day by day.
     pub page_size: Option<u64>,
+    /// AppsFlyer: which Pull API report the source pulls: `partners_by_date_report` (the
+    /// default, aggregate by media source and campaign), `installs_report` or
+    /// `in_app_events_report` (raw rows, into `appsflyer_raw_events`).
+    pub report: Option<String>,
     /// Delay between polls of an async report job ("10s").
     #[serde(default, with = "opt_duration")]
     pub poll_interval: Option<Duration>,
@@ -455,6 +462,20 @@ impl ProjectConfig {
                 }
                 if let Some(problem) = platform.credential_problem(name, config) {
                     return Err(problem);
+                }
+                if let Some(report) = &config.report {
+                    let known = crate::appsflyer::Report::NAMES;
+                    if platform != Platform::AppsFlyer {
+                        return Err(format!(
+                            "[sources.{name}]: report is an AppsFlyer setting; remove it"
+                        ));
+                    }
+                    if !known.contains(&report.as_str()) {
+                        return Err(format!(
+                            "[sources.{name}]: report = {report:?} is not one tidemark pulls; use one of {}",
+                            known.join(", ")
+                        ));
+                    }
                 }
                 if !name
                     .chars()

@@ -218,12 +218,16 @@ pub fn decimal(record: &Record, key: &str) -> Result<Option<i128>, String> {
     }
 }
 
-/// Read a day as `YYYY-MM-DD` or `YYYYMMDD`.
+/// Read a day as `YYYY-MM-DD` or `YYYYMMDD`, or the day of a `YYYY-MM-DD HH:MM:SS` time
+/// (AppsFlyer's raw event times, in the report's time zone).
 pub fn date(record: &Record, key: &str) -> Result<Option<NaiveDate>, String> {
     match record.get(key).and_then(scalar_text) {
         None => Ok(None),
         Some(t) => NaiveDate::parse_from_str(&t, "%Y-%m-%d")
             .or_else(|_| NaiveDate::parse_from_str(&t, "%Y%m%d"))
+            .or_else(|_| {
+                chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S").map(|t| t.date())
+            })
             .map(Some)
             .map_err(|_| format!("{key} = {t:?} is not a date")),
     }

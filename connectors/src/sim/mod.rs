@@ -561,7 +561,7 @@ async fn platform_request(
     let path = uri.path().to_string();
     if path.contains("/customers/") {
         google_ads::handle(&world, &method, &uri, &headers, &body).await
-    } else if path.starts_with("/api/agg-data/") {
+    } else if path.starts_with("/api/agg-data/") || path.starts_with("/api/raw-data/") {
         appsflyer::handle(&world, &uri, &headers).await
     } else if path.starts_with("/v1beta/properties/") {
         ga4::handle(&world, &uri, &headers, &body).await

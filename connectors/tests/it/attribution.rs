@@ -187,3 +187,71 @@ async fn ga4_renamed_conversions_load_and_other_rows_stay_visible() {
         "one (other) row per day and property, flagged:\n{folded}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appsflyer_raw_installs_and_events_match_the_report_and_split_at_maximum_rows() {
+    for report in ["installs_report", "in_app_events_report"] {
+        // A cap well under a 30-day range's rows: every unit is fetched again day by day.
+        let h = only(
+            APPSFLYER,
+            &format!("report = \"{report}\"\npage_size = 2000"),
+        )
+        .await;
+        let today = day(TODAY);
+        let report_ = h.sync(today, "raw").await;
+        assert!(report_.is_clean(), "{report}: {report_:#?}");
+        let expected = h.expected(today);
+        assert!(!expected.is_empty());
+        assert_cells_equal(&h.loaded(today).await, &expected);
+        let s = &report_.sources[0];
+        assert!(
+            s.pages > s.units,
+            "{report}: the capped answers were fetched again by day ({} pages for {} units)",
+            s.pages,
+            s.units
+        );
+        let rows = text_of(
+            &h.query("SELECT count(DISTINCT appsflyer_id) = count(*) AS unique_ids FROM appsflyer_raw_events")
+                .await,
+        );
+        assert!(rows.contains("true"), "{rows}");
+        // A restating move: rows appear (late installs, purchases) and the slices follow.
+        let later = today + chrono::Days::new(3);
+        assert!(h.sync(later, "raw-later").await.is_clean());
+        assert_cells_equal(&h.loaded(later).await, &h.expected(later));
+        println!(
+            "{report}: {} pages for {} units, cells equal after two syncs",
+            s.pages, s.units
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appsflyer_raw_quota_and_a_day_over_the_cap_are_named() {
+    let h = only(APPSFLYER, "report = \"installs_report\"\nmax_wait = \"1s\"").await;
+    h.sim.world.set_faults(
+        APPSFLYER,
+        Faults {
+            quota_exhausted: true,
+            ..Faults::default()
+        },
+    );
+    let report = h.sync(day(TODAY), "quota").await;
+    let s = &report.sources[0];
+    assert_eq!(s.failed.len(), 2, "{s:#?}");
+    assert!(
+        s.failed[0].reason.contains("calls limit has been reached"),
+        "{}",
+        s.failed[0].reason
+    );
+
+    let h = only(APPSFLYER, "report = \"installs_report\"\npage_size = 3").await;
+    let report = h.sync(day(TODAY), "cap").await;
+    let s = &report.sources[0];
+    assert_eq!(s.failed.len(), 2, "{s:#?}");
+    assert!(
+        s.failed[0].reason.contains("raise page_size"),
+        "{}",
+        s.failed[0].reason
+    );
+}

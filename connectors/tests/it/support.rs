@@ -208,7 +208,18 @@ impl Harness {
         for platform in self.platforms.iter().copied() {
             let world = &self.sim.world;
             if !platform.feeds_ad_performance() {
-                out.extend(expected_by_campaign(world, platform, window, today));
+                let report = self
+                    .config
+                    .sources
+                    .get(platform.name())
+                    .and_then(|c| c.report.clone());
+                out.extend(expected_by_campaign(
+                    world,
+                    platform,
+                    report.as_deref(),
+                    window,
+                    today,
+                ));
                 continue;
             }
             for account in &world.truth(platform).accounts {
@@ -259,6 +270,32 @@ impl Harness {
         let none_money = "CAST(NULL AS DECIMAL(20, 6))";
         for platform in &self.platforms {
             let sql = match platform {
+                // AppsFlyer raw reports: rows counted per event day and campaign.
+                Platform::AppsFlyer
+                    if self.config.sources["appsflyer"].report.as_deref()
+                        == Some("installs_report") =>
+                {
+                    format!(
+                        "SELECT _source AS source, _account_id AS account_id, _date AS date, campaign AS ad_id, \
+                         {none_int} AS impressions, {none_int} AS clicks, {none_money} AS spend, \
+                         CAST(NULL AS DOUBLE) AS conversions, count(*) AS installs, {none_money} AS revenue \
+                         FROM appsflyer_raw_events WHERE _date BETWEEN DATE '{}' AND DATE '{}' GROUP BY 1, 2, 3, 4",
+                        w.since, w.until
+                    )
+                }
+                Platform::AppsFlyer
+                    if self.config.sources["appsflyer"].report.as_deref()
+                        == Some("in_app_events_report") =>
+                {
+                    format!(
+                        "SELECT _source AS source, _account_id AS account_id, _date AS date, campaign AS ad_id, \
+                         {none_int} AS impressions, {none_int} AS clicks, {none_money} AS spend, \
+                         CAST(count(*) AS DOUBLE) AS conversions, {none_int} AS installs, \
+                         CAST(sum(event_revenue) AS DECIMAL(20, 6)) AS revenue \
+                         FROM appsflyer_raw_events WHERE _date BETWEEN DATE '{}' AND DATE '{}' GROUP BY 1, 2, 3, 4",
+                        w.since, w.until
+                    )
+                }
                 // AppsFlyer: one row per (day, campaign); the campaign name stands for the ad.
                 Platform::AppsFlyer => format!(
                     "SELECT _source AS source, _account_id AS account_id, date, campaign_c AS ad_id, \
@@ -372,12 +409,51 @@ pub fn expected_metrics(platform: Platform, m: &connectors::sim::truth::Metrics)
 fn expected_by_campaign(
     world: &connectors::sim::World,
     platform: Platform,
+    report: Option<&str>,
     window: Window,
     today: NaiveDate,
 ) -> BTreeMap<Key, Metrics> {
+    use connectors::sim::appsflyer::RawReport;
     let mut out = BTreeMap::new();
+    let raw = match report {
+        Some("installs_report") => Some(RawReport::Installs),
+        Some("in_app_events_report") => Some(RawReport::InAppEvents),
+        _ => None,
+    };
     for (index, account) in world.truth(platform).accounts.iter().enumerate() {
         let key = |date, ad: String| (platform.name().to_string(), account.id.clone(), date, ad);
+        if let Some(raw) = raw {
+            // Raw rows counted (and purchases' revenue summed) per event day and campaign.
+            for row in connectors::sim::appsflyer::raw_rows(
+                world,
+                index,
+                raw,
+                window.since,
+                window.until,
+                today,
+            ) {
+                let m = out
+                    .entry(key(row.event_time.date(), row.campaign.clone()))
+                    .or_insert(Metrics {
+                        impressions: None,
+                        clicks: None,
+                        spend: None,
+                        conversions: (raw == RawReport::InAppEvents).then_some(0.0),
+                        installs: (raw == RawReport::Installs).then_some(0),
+                        revenue: (raw == RawReport::InAppEvents).then_some(0),
+                    });
+                match raw {
+                    RawReport::Installs => m.installs = m.installs.map(|n| n + 1),
+                    RawReport::InAppEvents => {
+                        m.conversions = m.conversions.map(|n| n + 1.0);
+                        m.revenue = m
+                            .revenue
+                            .map(|r| r + i128::from(row.revenue_micros.unwrap_or(0)));
+                    }
+                }
+            }
+            continue;
+        }
         if platform == Platform::Ga4 {
             for r in connectors::sim::ga4::report_rows(
                 world,

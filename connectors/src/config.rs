@@ -578,5 +578,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(duration.contains("soon"), "{duration}");
+        let report = |platform: &str, report: &str| {
+            ProjectConfig::parse(&format!(
+                "[sources.x]\nplatform = \"{platform}\"\naccess_token = {{ env = \"T\" }}\naccounts = [\"1\"]\nreport = \"{report}\"\n"
+            ))
+            .unwrap()
+            .sources()
+        };
+        assert!(report("appsflyer", "installs_report").is_ok());
+        let unknown = report("appsflyer", "geo_report").unwrap_err();
+        assert!(unknown.contains("in_app_events_report"), "{unknown}");
+        let elsewhere = report("meta", "installs_report").unwrap_err();
+        assert!(elsewhere.contains("AppsFlyer setting"), "{elsewhere}");
+        let naver = ProjectConfig::parse(
+            "[sources.naver_search_ad]\napi_key = { env = \"K\" }\naccounts = [\"1\"]\n",
+        )
+        .unwrap()
+        .sources()
+        .unwrap_err();
+        assert!(naver.contains("secret_key"), "{naver}");
     }
 }

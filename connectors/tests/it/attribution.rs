@@ -186,6 +186,24 @@ async fn ga4_renamed_conversions_load_and_other_rows_stay_visible() {
         folded.contains("| 60         | true        | true   |"),
         "one (other) row per day and property, flagged:\n{folded}"
     );
+
+    h.sim.world.set_drift(
+        GA4,
+        Drift {
+            malformed_account: Some("400000002".into()),
+            ..Drift::default()
+        },
+    );
+    let report = h.sync(t2 + chrono::Days::new(1), "malformed").await;
+    let s = &report.sources[0];
+    assert_eq!(s.quarantined.len(), 1, "{s:#?}");
+    assert_eq!(s.quarantined[0].unit.account, "400000002");
+    assert!(
+        s.quarantined[0].reason.contains("sessions = \"n/a\""),
+        "{}",
+        s.quarantined[0].reason
+    );
+    assert_eq!(s.loaded_units, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -181,7 +181,8 @@ fn normalize_unit(
 ) -> std::result::Result<UnitRows, Refusal> {
     let spec = source.spec();
     let hint = format!("[sources.{}.aliases]", source.name());
-    let mut records: Vec<(Record, Provenance)> = Vec::new();
+    let mut records: Vec<Record> = Vec::new();
+    let mut provenances: Vec<Provenance> = Vec::new();
     // The page and the index within it of each record, to name where a bad row came from.
     let mut origins: Vec<(u32, usize)> = Vec::new();
     let landed: Vec<(&str, &[u8])> = pages
@@ -217,16 +218,16 @@ fn normalize_unit(
             raw_ref: entry.path.clone(),
         };
         origins.extend((0..page_records.len()).map(|i| (entry.page, i)));
-        records.extend(page_records.into_iter().map(|r| (r, provenance.clone())));
+        provenances.extend(std::iter::repeat_n(provenance, page_records.len()));
+        records.extend(page_records);
     }
     let last_page = pages.last().map_or(0, |(e, _)| e.page);
     let refuse = |reason: String| Refusal {
         page: last_page,
         reason,
     };
-    let unit_records: Vec<Record> = records.iter().map(|(r, _)| r.clone()).collect();
     let ad_rows = source
-        .ad_rows(&unit.account, &unit_records)
+        .ad_rows(&unit.account, &records)
         .map_err(|(index, reason)| {
             let (page, row) = origins.get(index).copied().unwrap_or((last_page, index));
             Refusal {
@@ -247,6 +248,7 @@ fn normalize_unit(
             }
         }
     }
+    let records: Vec<(Record, Provenance)> = records.into_iter().zip(provenances).collect();
     let source_batch =
         normalize::source_batch(spec, source.date_key(), &records).map_err(refuse)?;
     let ad_batch = normalize::ad_performance_batch(source.name(), &ad_rows).map_err(refuse)?;

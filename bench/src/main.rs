@@ -18,6 +18,11 @@
 //! query from the result cache, against the Python ADBC client in the same run.
 //! Run: `cargo run --release -p tidemark-bench -- flight`
 //!
+//! `queries`: twelve mart-style statements (and a time-travel one) through tidemark and
+//! through DuckDB over the same Parquet files, fragmented and compacted; writes
+//! `bench/RESULTS.md` with per-query ratios and geometric means. Run: `bench/run small`
+//! (or `cargo run --release -p tidemark-bench -- queries --size medium`).
+//!
 //! `compaction`: query time on a fragmented table (one file per slice) against the same table
 //! after compaction, and the time compaction takes; prints the speed-up. Run:
 //! `cargo run --release -p tidemark-bench -- compaction`
@@ -25,6 +30,7 @@
 mod collect;
 mod compaction;
 mod flight;
+mod queries;
 
 /// The same allocator as the `tidemark` binary, so figures match what it does.
 #[global_allocator]
@@ -49,6 +55,24 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
+    /// tidemark against DuckDB on mart-style queries; writes bench/RESULTS.md.
+    Queries {
+        /// small (~1 M rows, the CI smoke), medium (~20 M) or large (~100 M).
+        #[arg(long, default_value = "small")]
+        size: String,
+        /// Timed runs per statement after one warm-up (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Where the warehouses are written (default: a temp dir).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// The report written.
+        #[arg(long, default_value = "bench/RESULTS.md")]
+        results: std::path::PathBuf,
+        /// The Python with the `duckdb` package.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
     /// Replace one slice in a small and a large table; print both times and the ratio.
     Replace {
         /// Slices in the small table.
@@ -163,6 +187,13 @@ fn main() -> anyhow::Result<()> {
                 dir,
             } => collect::run(accounts, days, workers, commit_every, tempfile_dir(dir)?).await,
             Bench::Flight { rows, days, dir } => flight::run(rows, days, tempfile_dir(dir)?).await,
+            Bench::Queries {
+                size,
+                runs,
+                dir,
+                results,
+                python,
+            } => queries::run(&size, runs.max(1), tempfile_dir(dir)?, results, python).await,
             Bench::Compaction {
                 accounts,
                 days,

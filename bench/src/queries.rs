@@ -120,7 +120,11 @@ fn slice_rows(source: usize, account: usize, day: NaiveDate, ads: usize) -> Vec<
             let idle = h % 3 == 0;
             // Long tail: spend ∝ 1/(rank+1) with noise.
             let weight = 1_000_000 / (ad as i64 + 1);
-            let impressions = if idle { 0 } else { 50 + (h >> 8) as i64 % (weight / 20 + 1) };
+            let impressions = if idle {
+                0
+            } else {
+                50 + (h >> 8) as i64 % (weight / 20 + 1)
+            };
             let clicks = impressions * ((h >> 20) % 40) as i64 / 1000;
             let installs = clicks * ((h >> 28) % 12) as i64 / 100;
             let spend = i128::from(clicks) * i128::from(100_000 + (h >> 36) as i64 % 900_000);
@@ -357,7 +361,10 @@ pub async fn run(
     )
     .await?;
     let options = CompactOptions {
-        settled: Settled::before(first_day() + chrono::Days::new(u64::from(size.days) + 60), 30),
+        settled: Settled::before(
+            first_day() + chrono::Days::new(u64::from(size.days) + 60),
+            30,
+        ),
         ..Default::default()
     };
     let compaction = maintenance::compact(
@@ -383,7 +390,10 @@ pub async fn run(
         ("compacted", &compacted, compacted_versions),
     ] {
         eprintln!("measuring the {name} layout ({runs} runs per statement)");
-        layouts.push((name, measure_layout(dir, &size, versions, runs, &python).await?));
+        layouts.push((
+            name,
+            measure_layout(dir, &size, versions, runs, &python).await?,
+        ));
     }
     let report = render(&size, runs, &layouts, &compaction, generated, &python);
     std::fs::write(&results, &report)?;
@@ -471,7 +481,10 @@ mod tests {
         let spend: Vec<i128> = a.iter().map(|r| r.spend.unwrap_or(0)).collect();
         let top: i128 = spend.iter().take(20).sum();
         let all: i128 = spend.iter().sum();
-        assert!(top * 2 > all, "the first 20 ads take most spend: {top} of {all}");
+        assert!(
+            top * 2 > all,
+            "the first 20 ads take most spend: {top} of {all}"
+        );
         assert_eq!(Size::named("small").unwrap().rows(), 1_008_000);
         assert!((geometric_mean(&[2.0, 0.5]) - 1.0).abs() < 1e-9);
     }

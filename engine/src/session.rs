@@ -1,7 +1,9 @@
 //! A DataFusion session over a warehouse. Its catalog (`tidemark.public`) lists every table
 //! and mart, and `tidemark.tidemark` holds tidemark's system tables (`tidemark.slices`, the
 //! slice ledger); a table is opened at its latest version when a statement names it, so every
-//! query reads one pinned snapshot per table and a long-lived session never goes stale.
+//! query reads one pinned snapshot per table and a long-lived session never goes stale. The
+//! handle comes from the warehouse's kept snapshots, brought up to date from the commits
+//! since it was last read ([`Warehouse::latest_table`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -374,7 +376,7 @@ impl SchemaProvider for WarehouseSchema {
         }
         let table = match self.as_of {
             Some(at) => open_at_time(&self.warehouse, namespace, name, at).await,
-            None => self.warehouse.open_table(namespace, name).await,
+            None => self.warehouse.latest_table(namespace, name).await,
         }
         .map_err(DataFusionError::from)?;
         let provider = self

@@ -1,18 +1,32 @@
 //! A warehouse: a root URL holding Delta tables under `tables/`, marts under `marts/`,
 //! raw payloads under `raw/` and engine state under `_tidemark/`. This module opens one,
 //! names and lists its tables, and opens table handles at the latest or a past version.
+//!
+//! Readers ask for [`Warehouse::latest_table`]: the process keeps each table it opened and
+//! brings it up to date by reading only the commits made since (as the slice index does for
+//! writers), instead of replaying the log from its last checkpoint on every statement.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use object_store::path::Path;
+use object_store::ObjectStoreExt;
 use url::Url;
 
 use crate::error::{Error, Result};
 use crate::replace::{table_layout, ReplaceSlices, SliceIndex};
 
 type IndexHandle = Arc<tokio::sync::Mutex<SliceIndex>>;
+
+/// A table handle kept for readers, with what identifies the table it was opened on.
+#[derive(Clone)]
+struct KeptSnapshot {
+    table: DeltaTable,
+    /// The e-tag or modification time of its first commit file: a table dropped and written
+    /// again under the same name starts a new log, and the kept handle must not be reused.
+    first_commit: String,
+}
 use crate::storage::{Storage, StorageConfig};
 
 /// Where a table lives in the warehouse.
@@ -59,6 +73,8 @@ pub struct Warehouse {
     indexes: Arc<tokio::sync::Mutex<HashMap<(Namespace, String), IndexHandle>>>,
     /// Set once the store has shown it enforces conditional writes (checked before the first write).
     writable: Arc<tokio::sync::OnceCell<()>>,
+    /// Table handles kept for readers (see [`Warehouse::latest_table`]).
+    snapshots: Arc<std::sync::Mutex<HashMap<(Namespace, String), KeptSnapshot>>>,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -79,6 +95,7 @@ impl Warehouse {
             storage,
             indexes: Arc::default(),
             writable: Arc::default(),
+            snapshots: Arc::default(),
         })
     }
 
@@ -172,6 +189,72 @@ impl Warehouse {
         DeltaTableBuilder::from_url(url)
             .and_then(|b| b.with_storage_options(self.storage.delta_options()).build())
             .map_err(|e| Error::delta(name, e))
+    }
+
+    /// A table at its latest version, for reading: a handle this process opened before is
+    /// brought up to date from the commits made since (never older than the newest commit
+    /// when the call began); otherwise, or when the table was dropped and written again, it is
+    /// opened afresh.
+    pub async fn latest_table(&self, namespace: Namespace, name: &str) -> Result<DeltaTable> {
+        let key = (namespace, name.to_string());
+        let kept = self
+            .snapshots
+            .lock()
+            .expect("snapshots lock")
+            .get(&key)
+            .cloned();
+        let first_commit = self.first_commit_mark(namespace, name).await;
+        if let (Some(mut kept), Some(mark)) = (kept, first_commit.as_ref()) {
+            if &kept.first_commit == mark {
+                match kept.table.update_incremental(None).await {
+                    Ok(()) => {
+                        self.keep(key, &kept.table, mark);
+                        return Ok(kept.table);
+                    }
+                    Err(e) => {
+                        tracing::debug!(table = name, error = %e, "a kept snapshot could not be brought up to date; reopening")
+                    }
+                }
+            }
+        }
+        let table = self.open_table(namespace, name).await?;
+        if let Some(mark) = first_commit {
+            self.keep(key, &table, &mark);
+        }
+        Ok(table)
+    }
+
+    /// Keep `table` unless a newer handle of it is kept already.
+    fn keep(&self, key: (Namespace, String), table: &DeltaTable, mark: &str) {
+        let mut kept = self.snapshots.lock().expect("snapshots lock");
+        let newer = kept
+            .get(&key)
+            .is_some_and(|k| k.first_commit == mark && k.table.version() > table.version());
+        if !newer {
+            kept.insert(
+                key,
+                KeptSnapshot {
+                    table: table.clone(),
+                    first_commit: mark.to_string(),
+                },
+            );
+        }
+    }
+
+    /// What identifies a table's log: its first commit file's e-tag (or modification time).
+    /// `None` when that file is gone (log cleanup) or unreadable: the handle is not kept.
+    async fn first_commit_mark(&self, namespace: Namespace, name: &str) -> Option<String> {
+        let path = Path::from(format!(
+            "{}/{name}/_delta_log/00000000000000000000.json",
+            namespace.dir()
+        ));
+        let meta = self.storage.store().head(&path).await.ok()?;
+        Some(meta.e_tag.unwrap_or_else(|| {
+            meta.last_modified
+                .timestamp_nanos_opt()
+                .unwrap_or(0)
+                .to_string()
+        }))
     }
 
     /// Open a table at its latest version.

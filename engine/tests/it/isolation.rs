@@ -159,3 +159,62 @@ async fn readers_see_committed_states_local() {
 async fn readers_see_committed_states_s3() {
     readers_see_committed_states(BackendKind::S3, 12).await;
 }
+
+/// Readers keep table handles and bring them up to date from the log: a commit made between
+/// two queries of one session (by this process or by another) is in the second, and a table
+/// dropped and written again under its name is read afresh, not from the kept handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_snapshots_see_every_commit_and_a_table_written_again() {
+    let backend = Backend::local();
+    let writer = backend.open().await;
+    let other_process = backend.open().await; // its own caches, as another process has
+    let session = WarehouseSession::new(writer.clone()).await.unwrap();
+    let count = || async {
+        let batches = session
+            .sql(&format!(
+                "SELECT count(*) AS n, max(generation) AS g FROM {TABLE}"
+            ))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let b = &batches[0];
+        (
+            b.column(0).as_primitive::<Int64Type>().value(0),
+            b.column(1).as_primitive::<Int64Type>().value(0),
+        )
+    };
+    let write = |warehouse: engine::Warehouse, d: u32, n: usize, generation: i64| async move {
+        let slice = SliceKey::new("meta", "act1", day(d));
+        warehouse
+            .replace_slices(TABLE)
+            .with_slices([slice.clone()])
+            .with_rows(vec![batch(&slice_rows(&slice, n, generation))])
+            .await
+            .unwrap();
+    };
+    write(writer.clone(), 1, 3, 1).await;
+    session.refresh().await.unwrap();
+    assert_eq!(count().await, (3, 1));
+    write(writer.clone(), 2, 2, 2).await;
+    assert_eq!(count().await, (5, 2), "this process's commit is seen");
+    write(other_process.clone(), 3, 4, 3).await;
+    assert_eq!(count().await, (9, 3), "another process's commit is seen");
+
+    // Drop the table and write it again with fewer commits than the kept handle has seen.
+    let dir = writer
+        .url()
+        .to_file_path()
+        .unwrap()
+        .join("tables")
+        .join(TABLE);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let fresh = backend.open().await;
+    write(fresh, 9, 1, 7).await;
+    assert_eq!(
+        count().await,
+        (1, 7),
+        "the new table, not the kept handle of the old one"
+    );
+}

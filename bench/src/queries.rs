@@ -117,7 +117,7 @@ fn slice_rows(source: usize, account: usize, day: NaiveDate, ads: usize) -> Vec<
     (0..ads)
         .map(|ad| {
             let h = mix((source as u64) << 48 ^ (account as u64) << 24 ^ (ad as u64) << 8 ^ d);
-            let idle = h % 3 == 0;
+            let idle = h.is_multiple_of(3);
             // Long tail: spend ∝ 1/(rank+1) with noise.
             let weight = 1_000_000 / (ad as i64 + 1);
             let impressions = if idle {
@@ -138,7 +138,7 @@ fn slice_rows(source: usize, account: usize, day: NaiveDate, ads: usize) -> Vec<
                 ad_group_name: None,
                 ad_id: Some(format!("s{source}a{account}ad{ad}")),
                 ad_name: None,
-                currency: Some(if account % 3 == 0 { "USD" } else { "KRW" }.into()),
+                currency: Some(if account.is_multiple_of(3) { "USD" } else { "KRW" }.into()),
                 impressions: Some(impressions),
                 clicks: Some(clicks),
                 spend: Some(spend),

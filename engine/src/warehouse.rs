@@ -129,12 +129,24 @@ impl Warehouse {
                 continue;
             };
             let log = prefix.clone().join("_delta_log");
-            let has_log = !store
-                .list_with_delimiter(Some(&log))
-                .await
-                .map_err(|e| Error::store(&log, e))?
-                .objects
-                .is_empty();
+            // A log starts at version 0 and keeps it until log cleanup, which leaves a
+            // `_last_checkpoint`: two HEADs answer for nearly every table, where listing the
+            // log reads every commit's name (one per sync batch, thousands on a busy table).
+            let mut has_log = false;
+            for marker in ["00000000000000000000.json", "_last_checkpoint"] {
+                if store.head(&log.clone().join(marker)).await.is_ok() {
+                    has_log = true;
+                    break;
+                }
+            }
+            if !has_log {
+                has_log = !store
+                    .list_with_delimiter(Some(&log))
+                    .await
+                    .map_err(|e| Error::store(&log, e))?
+                    .objects
+                    .is_empty();
+            }
             if has_log && validate_table_name(&name).is_ok() {
                 names.push(name);
             }

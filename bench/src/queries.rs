@@ -138,7 +138,14 @@ fn slice_rows(source: usize, account: usize, day: NaiveDate, ads: usize) -> Vec<
                 ad_group_name: None,
                 ad_id: Some(format!("s{source}a{account}ad{ad}")),
                 ad_name: None,
-                currency: Some(if account.is_multiple_of(3) { "USD" } else { "KRW" }.into()),
+                currency: Some(
+                    if account.is_multiple_of(3) {
+                        "USD"
+                    } else {
+                        "KRW"
+                    }
+                    .into(),
+                ),
                 impressions: Some(impressions),
                 clicks: Some(clicks),
                 spend: Some(spend),

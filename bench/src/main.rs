@@ -21,7 +21,7 @@
 //! `queries`: twelve mart-style statements (and a time-travel one) through tidemark and
 //! through DuckDB over the same Parquet files, fragmented and compacted; writes
 //! `bench/RESULTS.md` with per-query ratios and geometric means. Run: `bench/run small`
-//! (or `cargo run --release -p tidemark-bench -- queries --size medium`).
+//! (it builds with `cargo build --release --workspace --bin tidemark-bench`).
 //!
 //! `compaction`: query time on a fragmented table (one file per slice) against the same table
 //! after compaction, and the time compaction takes; prints the speed-up. Run:

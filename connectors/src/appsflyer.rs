@@ -426,13 +426,7 @@ impl Source for AppsFlyerSource {
 mod tests {
     use super::*;
 
-    fn fetched(status: u16, body: &str) -> Fetched {
-        Fetched {
-            status,
-            headers: Default::default(),
-            body: Bytes::from(body.to_string()),
-        }
-    }
+    use crate::throttle::fetched;
 
     #[test]
     fn headers_become_column_names() {

@@ -329,15 +329,8 @@ impl Source for GoogleAdsSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
-    fn fetched(status: u16, body: &str) -> Fetched {
-        Fetched {
-            status,
-            headers: Default::default(),
-            body: Bytes::from(body.to_string()),
-        }
-    }
+    use crate::throttle::fetched;
 
     #[test]
     fn quota_errors_carry_their_delay_in_the_body() {

@@ -389,13 +389,7 @@ impl Source for KakaoSource {
 mod tests {
     use super::*;
 
-    fn fetched(status: u16, body: &str) -> Fetched {
-        Fetched {
-            status,
-            headers: Default::default(),
-            body: Bytes::from(body.to_string()),
-        }
-    }
+    use crate::throttle::fetched;
 
     #[test]
     fn the_pacing_error_waits_a_full_interval() {

@@ -645,13 +645,7 @@ impl Source for NaverSource {
 mod tests {
     use super::*;
 
-    fn fetched(status: u16, body: &str) -> Fetched {
-        Fetched {
-            status,
-            headers: Default::default(),
-            body: Bytes::from(body.to_string()),
-        }
-    }
+    use crate::throttle::fetched;
 
     #[test]
     fn downloads_are_signed_over_the_fixed_path_and_queries_are_not_signed() {

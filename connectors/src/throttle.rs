@@ -507,6 +507,16 @@ pub fn snippet(body: &[u8]) -> String {
     }
 }
 
+/// A response with no headers, for the platforms' verdict tests.
+#[cfg(test)]
+pub(crate) fn fetched(status: u16, body: &str) -> Fetched {
+    Fetched {
+        status,
+        headers: Default::default(),
+        body: Bytes::from(body.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

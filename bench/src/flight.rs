@@ -80,7 +80,7 @@ fn arrow_bytes(batch: &RecordBatch) -> u64 {
         .sum()
 }
 
-async fn start_server(
+pub(crate) async fn start_server(
     warehouse: Warehouse,
     split_rows: u64,
     result_cache: usize,
@@ -106,13 +106,15 @@ async fn start_server(
     tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(FlightServiceServer::new(service))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            )
             .await;
     });
     Ok(addr)
 }
 
-async fn client(addr: SocketAddr) -> anyhow::Result<FlightSqlServiceClient<Channel>> {
+pub(crate) async fn client(addr: SocketAddr) -> anyhow::Result<FlightSqlServiceClient<Channel>> {
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
@@ -127,7 +129,17 @@ async fn client(addr: SocketAddr) -> anyhow::Result<FlightSqlServiceClient<Chann
 async fn fetch(addr: SocketAddr) -> anyhow::Result<(usize, u64, u64, Duration)> {
     let mut planner = client(addr).await?;
     let started = Instant::now();
-    let info = planner.execute(QUERY.to_string(), None).await?;
+    let (endpoints, rows, bytes) = fetch_on(&mut planner, QUERY).await?;
+    Ok((endpoints, rows, bytes, started.elapsed()))
+}
+
+/// Run `sql` on a logged-in connection and fetch every endpoint in parallel, as a BI client
+/// does; (endpoints, rows, bytes of Arrow data).
+pub(crate) async fn fetch_on(
+    planner: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> anyhow::Result<(usize, u64, u64)> {
+    let info = planner.execute(sql.to_string(), None).await?;
     let mut tasks = Vec::new();
     for endpoint in info.endpoint.clone() {
         let mut c = planner.clone();
@@ -148,7 +160,7 @@ async fn fetch(addr: SocketAddr) -> anyhow::Result<(usize, u64, u64, Duration)> 
         rows += r;
         bytes += b;
     }
-    Ok((info.endpoint.len(), rows, bytes, started.elapsed()))
+    Ok((info.endpoint.len(), rows, bytes))
 }
 
 /// Like [`fetch`] over one endpoint, but the client reads the IPC messages without building

@@ -6,14 +6,16 @@
 //!   (the fragmented layout). A copy is then compacted (every day settled) for the compacted
 //!   layout. An `accounts` dimension is loaded as a seed.
 //! - Each query runs through `sql::run_statement` (tidemark's statement path) in one warm
-//!   session per layout; the figure is the median of `runs` runs after one warm-up.
+//!   session per layout, and through `tidemark serve`'s Flight SQL service on loopback (one
+//!   logged-in connection, result cache off, every endpoint fetched); each figure is the median
+//!   of `runs` runs after one warm-up. `SELECT 1` is timed both ways too.
 //! - The table's active Parquet files (from the Delta log, not a glob: compaction leaves
 //!   unreferenced files until vacuum) are handed to `bench/duckdb_queries.py`, which runs the
 //!   same statements in DuckDB in-process with the same warm-up and median.
 //! - `bench/RESULTS.md` gets per-query times, tidemark/DuckDB ratios and geometric means per
 //!   layout, with the machine, date and versions.
 //!
-//! Not yet measured here (issue 19): the Flight SQL path, Polars, DuckDB's Delta extension
+//! Not yet measured here (issue 19): Polars, DuckDB's Delta extension
 //! (it downloads itself, which CI cannot), ingest and the PNG chart.
 
 use std::collections::BTreeMap;
@@ -22,10 +24,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use arrow_flight::sql::client::FlightSqlServiceClient;
 use chrono::NaiveDate;
 use connectors::normalize::{self, AdRow};
 use engine::maintenance::{self, CompactOptions, Settled};
 use engine::{Namespace, SliceKey, StorageConfig, Warehouse, WarehouseSession};
+use tonic::transport::Channel;
 
 /// How much data a run generates.
 #[derive(Debug, Clone, Copy)]
@@ -233,30 +237,53 @@ async fn active_files(warehouse: &Warehouse) -> anyhow::Result<Vec<String>> {
     Ok(files)
 }
 
-/// Median of `runs` timed runs of `sql` (after one warm-up) in `session`; and its row count.
-async fn median_time(
-    session: &WarehouseSession,
-    sql: &str,
-    runs: usize,
-) -> anyhow::Result<(Duration, usize)> {
-    let warm = sql::run_statement(session, sql)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let rows = warm.iter().map(|b| b.num_rows()).sum();
+/// Median of `runs` timed runs of `run` (after one warm-up); and the row count it returned.
+async fn median_of<F, Fut>(runs: usize, mut run: F) -> anyhow::Result<(Duration, usize)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<usize>>,
+{
+    let rows = run().await?;
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
-        sql::run_statement(session, sql)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        run().await?;
         times.push(started.elapsed());
     }
     times.sort();
     Ok((times[times.len() / 2], rows))
 }
 
-/// One layout's figures: statement name → (tidemark, DuckDB if it ran, rows).
-type Figures = BTreeMap<usize, (Duration, Option<Duration>, usize)>;
+/// `sql` through tidemark's statement path in `session`; the rows it returned.
+async fn in_process(session: &WarehouseSession, sql: &str) -> anyhow::Result<usize> {
+    let batches = sql::run_statement(session, sql)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(batches.iter().map(|b| b.num_rows()).sum())
+}
+
+/// `sql` over Flight SQL on an open, logged-in connection, every endpoint fetched; the rows.
+async fn over_flight(client: &FlightSqlServiceClient<Channel>, sql: &str) -> anyhow::Result<usize> {
+    let mut client = client.clone();
+    let (_, rows, _) = crate::flight::fetch_on(&mut client, sql).await?;
+    Ok(rows as usize)
+}
+
+/// One statement's figures in one layout.
+#[derive(Debug, Clone, Copy)]
+struct Figure {
+    tidemark: Duration,
+    /// Through `tidemark serve` over Flight SQL on loopback (result cache off).
+    flight: Duration,
+    duckdb: Option<Duration>,
+    rows: usize,
+}
+
+/// One layout's figures: per statement (by index), and `SELECT 1` in process and over Flight.
+struct Figures {
+    statements: BTreeMap<usize, Figure>,
+    select_one: (Duration, Duration),
+}
 
 async fn measure_layout(
     dir: &Path,
@@ -272,13 +299,41 @@ async fn measure_layout(
     .await?;
     engine::marts::load_seeds(&warehouse, &dir.join("seeds")).await?;
     let session = WarehouseSession::new(warehouse.clone()).await?;
+    // A warm server with its result cache off: every fetch runs the statement.
+    let server = crate::flight::start_server(warehouse.clone(), 1_000_000, 0).await?;
+    let client = crate::flight::client(server).await?;
     let statements = statements(size, versions);
-    let mut figures = Figures::new();
+    let mut figures = Figures {
+        statements: BTreeMap::new(),
+        select_one: (
+            median_of(runs.max(20), || in_process(&session, "SELECT 1"))
+                .await?
+                .0,
+            median_of(runs.max(20), || over_flight(&client, "SELECT 1"))
+                .await?
+                .0,
+        ),
+    };
     for (i, (name, sql, _)) in statements.iter().enumerate() {
-        let (time, rows) = median_time(&session, sql, runs)
+        let (tidemark, rows) = median_of(runs, || in_process(&session, sql))
             .await
             .with_context(|| format!("tidemark: {name}"))?;
-        figures.insert(i, (time, None, rows));
+        let (flight, flight_rows) = median_of(runs, || over_flight(&client, sql))
+            .await
+            .with_context(|| format!("tidemark over Flight SQL: {name}"))?;
+        anyhow::ensure!(
+            rows == flight_rows,
+            "{name}: {rows} rows in process, {flight_rows} over Flight SQL"
+        );
+        figures.statements.insert(
+            i,
+            Figure {
+                tidemark,
+                flight,
+                duckdb: None,
+                rows,
+            },
+        );
     }
     // DuckDB over the same files, same statements, same warm-up and median.
     let files = active_files(&warehouse).await?;
@@ -309,14 +364,14 @@ async fn measure_layout(
         let id = answer["id"].as_u64().context("id")? as usize;
         let seconds = answer["seconds"].as_f64().context("seconds")?;
         let rows = answer["rows"].as_u64().context("rows")? as usize;
-        let entry = figures.get_mut(&id).context("known statement")?;
+        let entry = figures.statements.get_mut(&id).context("known statement")?;
         anyhow::ensure!(
-            entry.2 == rows,
+            entry.rows == rows,
             "{}: tidemark returned {} rows, DuckDB {rows}",
             statements[id].0,
-            entry.2
+            entry.rows
         );
-        entry.1 = Some(Duration::from_secs_f64(seconds));
+        entry.duckdb = Some(Duration::from_secs_f64(seconds));
     }
     Ok(figures)
 }
@@ -447,27 +502,44 @@ fn render(
     );
     for (layout, figures) in layouts {
         out.push_str(&format!(
-            "## {layout}\n\n| statement | rows | tidemark ms | DuckDB ms | tidemark / DuckDB |\n|---|---:|---:|---:|---:|\n"
+            "## {layout}\n\n| statement | rows | tidemark ms | over Flight SQL ms | DuckDB ms | tidemark / DuckDB | Flight / DuckDB |\n|---|---:|---:|---:|---:|---:|---:|\n"
         ));
-        let mut ratios = Vec::new();
-        for (i, (time, duck, rows)) in figures {
-            let ratio = duck.map(|d| time.as_secs_f64() / d.as_secs_f64());
+        let (mut ratios, mut flight_ratios) = (Vec::new(), Vec::new());
+        for (i, figure) in &figures.statements {
+            let ratio_of = |t: Duration| figure.duckdb.map(|d| t.as_secs_f64() / d.as_secs_f64());
+            let (ratio, flight_ratio) = (ratio_of(figure.tidemark), ratio_of(figure.flight));
             ratios.extend(ratio);
+            flight_ratios.extend(flight_ratio);
+            let shown = |r: Option<f64>| r.map_or("tidemark only".into(), |r| format!("{r:.2}×"));
             out.push_str(&format!(
-                "| {} | {rows} | {:.1} | {} | {} |\n",
+                "| {} | {} | {:.1} | {:.1} | {} | {} | {} |\n",
                 statements[*i].0,
-                time.as_secs_f64() * 1e3,
-                duck.map_or("—".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3)),
-                ratio.map_or("tidemark only".into(), |r| format!("{r:.2}×")),
+                figure.rows,
+                ms(figure.tidemark),
+                ms(figure.flight),
+                figure
+                    .duckdb
+                    .map_or("—".into(), |d| format!("{:.1}", ms(d))),
+                shown(ratio),
+                shown(flight_ratio),
             ));
         }
         out.push_str(&format!(
-            "\n**Geometric mean tidemark / DuckDB ({layout}): {:.2}×** over {} statements (target ≤ 1.0 on medium, compacted).\n\n",
+            "\n**Geometric mean tidemark / DuckDB ({layout}): {:.2}× in process, {:.2}× over Flight SQL** \
+             over {} statements (target ≤ 1.0 on medium, compacted).\n\n\
+             `SELECT 1`: {:.2} ms in process, {:.2} ms over Flight SQL (target ≤ 3 ms).\n\n",
             geometric_mean(&ratios),
-            ratios.len()
+            geometric_mean(&flight_ratios),
+            ratios.len(),
+            ms(figures.select_one.0),
+            ms(figures.select_one.1),
         ));
     }
     out
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 #[cfg(test)]

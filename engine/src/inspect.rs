@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use deltalake::DeltaTable;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -103,13 +104,20 @@ pub async fn history(warehouse: &Warehouse, name: &str, limit: usize) -> Result<
     Ok(commits)
 }
 
-/// The partitions of `name`'s latest version, in partition order.
+/// The partitions of `name`'s latest version, in partition order (from the warehouse's kept
+/// snapshot, brought up to date: no replay of the whole log).
 pub async fn partitions(
     warehouse: &Warehouse,
     name: &str,
 ) -> Result<(Vec<String>, Vec<Partition>)> {
     let namespace = warehouse.locate(name).await?;
-    let table = warehouse.open_table(namespace, name).await?;
+    let table = warehouse.latest_table(namespace, name).await?;
+    partitions_of(&table, name)
+}
+
+/// The partitions of an opened table's version, in partition order: the partition columns,
+/// and per partition its values, files, rows and bytes (one pass over the file list).
+pub fn partitions_of(table: &DeltaTable, name: &str) -> Result<(Vec<String>, Vec<Partition>)> {
     let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
     let columns: Vec<String> = snapshot.metadata().partition_columns().to_vec();
     let mut groups: BTreeMap<Vec<String>, Partition> = BTreeMap::new();

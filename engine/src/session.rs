@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
@@ -82,15 +83,10 @@ impl WarehouseSession {
         // Keep token positions so errors can point at the part of the statement at fault.
         let mut config = config;
         config.options_mut().sql_parser.collect_spans = true;
-        let ctx = match options.memory_limit {
-            Some(bytes) => {
-                let runtime = RuntimeEnvBuilder::new()
-                    .with_memory_limit(bytes, 1.0)
-                    .build_arc()?;
-                SessionContext::new_with_config_rt(config, runtime)
-            }
-            None => SessionContext::new_with_config(config),
-        };
+        let ctx = SessionContext::new_with_config_rt(
+            config,
+            runtime_for(&warehouse, options.memory_limit)?,
+        );
         crate::functions::register(&ctx);
         ctx.register_udtf(
             "restatements",
@@ -276,6 +272,23 @@ impl WarehouseSession {
             .with_allow_statements(false);
         Ok(self.ctx.sql_with_options(sql, options).await?)
     }
+}
+
+/// The runtime of a session: the warehouse's shared one, or with a memory limit, one of its
+/// own pool that still shares the object stores, the Parquet footer cache and spill files.
+fn runtime_for(warehouse: &Warehouse, memory_limit: Option<usize>) -> Result<Arc<RuntimeEnv>> {
+    let shared = warehouse.query_runtime();
+    let Some(bytes) = memory_limit else {
+        return Ok(shared.clone());
+    };
+    let caches = CacheManagerConfig::default()
+        .with_file_metadata_cache(Some(shared.cache_manager.get_file_metadata_cache()));
+    let mut builder = RuntimeEnvBuilder::new()
+        .with_memory_limit(bytes, 1.0)
+        .with_object_store_registry(shared.object_store_registry.clone())
+        .with_cache_manager(caches);
+    builder.disk_manager = Some(shared.disk_manager.clone());
+    Ok(builder.build_arc()?)
 }
 
 /// A schema provider over some namespaces: tables by name, opened at their latest version on lookup.

@@ -4,11 +4,14 @@
 //!
 //! Readers ask for [`Warehouse::latest_table`]: the process keeps each table it opened and
 //! brings it up to date by reading only the commits made since (as the slice index does for
-//! writers), instead of replaying the log from its last checkpoint on every statement.
+//! writers), instead of replaying the log from its last checkpoint on every statement. Query
+//! sessions over one handle also share its query runtime (object stores and the Parquet
+//! footer cache; see [`Warehouse::query_runtime`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
@@ -75,6 +78,10 @@ pub struct Warehouse {
     writable: Arc<tokio::sync::OnceCell<()>>,
     /// Table handles kept for readers (see [`Warehouse::latest_table`]).
     snapshots: Arc<std::sync::Mutex<HashMap<(Namespace, String), KeptSnapshot>>>,
+    /// What every query session over this handle shares: the object stores and the cache of
+    /// Parquet footers, so a session made per statement (`tidemark serve`) does not read every
+    /// scanned file's footer again. Sessions with a memory limit get a pool of their own.
+    query_runtime: Arc<RuntimeEnv>,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -96,7 +103,14 @@ impl Warehouse {
             indexes: Arc::default(),
             writable: Arc::default(),
             snapshots: Arc::default(),
+            query_runtime: RuntimeEnvBuilder::new().build_arc()?,
         })
+    }
+
+    /// The runtime every query session over this handle shares (object stores, Parquet
+    /// footer cache, spill files), with an unbounded memory pool.
+    pub fn query_runtime(&self) -> &Arc<RuntimeEnv> {
+        &self.query_runtime
     }
 
     /// The root URL.

@@ -10,9 +10,11 @@
   client.py cancel URL USER PASSWORD
   client.py tls    URL USER PASSWORD ROOT_CERT_PEM_FILE
   client.py queries URL USER PASSWORD SQL [SQL ...]
+  client.py between URL USER PASSWORD COMMANDS_JSON
 """
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -313,6 +315,29 @@ def queries(url, user, password, statements):
     return {"results": out}
 
 
+def between(url, user, password, commands):
+    """On one connection: run each command (a process that commits to the warehouse), and after
+    each, the same statement plainly and as one prepared statement executed again (ADBC keeps
+    the prepared handle while the SQL is unchanged). The rows seen after each command."""
+    plain = "SELECT count(*) AS n, sum(clicks) AS clicks FROM perf"
+    prepared = "SELECT sum(clicks) AS clicks FROM perf WHERE account_id = ?"
+    out = []
+    with connect(url, user, password) as conn:
+        query(conn, "SELECT 1")
+        cur = conn.cursor()
+        for command in commands:
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            cur.execute(prepared, ("a1",))
+            out.append(
+                {
+                    "plain": query(conn, plain).to_pylist(),
+                    "prepared": cur.fetch_arrow_table().to_pylist(),
+                }
+            )
+        cur.close()
+    return {"after": out}
+
+
 def main():
     mode, url, user, password, *rest = sys.argv[1:]
     if mode == "smoke":
@@ -333,6 +358,8 @@ def main():
         out = tls(url, user, password, rest[0])
     elif mode == "queries":
         out = queries(url, user, password, rest)
+    elif mode == "between":
+        out = between(url, user, password, json.loads(rest[0]))
     else:
         raise SystemExit(f"unknown mode {mode}")
     print(json.dumps(out, default=str))

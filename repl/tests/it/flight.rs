@@ -2,7 +2,8 @@
 //! SQL driver (`tests/flight/client.py`). Covers listing, queries into pyarrow, a prepared
 //! statement with a parameter, time travel, authentication (none, wrong password, forged and
 //! expired tokens), grants, 50 concurrent clients, the per-query memory limit, split
-//! endpoints, cancellation, TLS and the result cache.
+//! endpoints, cancellation, TLS, the result cache, and commits made between two queries of one
+//! connection.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -476,4 +477,46 @@ fn a_repeated_query_comes_from_the_result_cache_until_the_data_changes() {
         "{out}"
     );
     assert_eq!(counts(), (3.0, 3.0));
+}
+
+/// The server plans each statement once and keeps table snapshots and Parquet footers between
+/// statements; none of that may hide a commit. On one connection: a table created after the
+/// connection opened is found, and a restatement committed between two queries is seen by the
+/// second, plainly and through a prepared statement executed again with `?` bound.
+#[test]
+fn a_commit_between_two_queries_on_one_connection_is_seen_by_the_second() {
+    use testdata::rows::{day, json_lines, slice_rows};
+    let dir = project("");
+    let server = serve(dir.path());
+    let a1 = engine::SliceKey::new("meta", "a1", day(1));
+    let a2 = engine::SliceKey::new("meta", "a2", day(1));
+    let mut seed = slice_rows(&a1, 2, 1);
+    seed.extend(slice_rows(&a2, 2, 1));
+    let restated = slice_rows(&a1, 3, 2);
+    let seed_file = dir.path().join("seed.jsonl");
+    let restated_file = dir.path().join("restated.jsonl");
+    std::fs::write(&seed_file, json_lines(&seed)).unwrap();
+    std::fs::write(&restated_file, json_lines(&restated)).unwrap();
+    let load = |file: &Path| {
+        serde_json::json!([
+            env!("CARGO_BIN_EXE_tidemark"),
+            "load",
+            "-w",
+            dir.path().join("wh"),
+            "-t",
+            "perf",
+            file
+        ])
+    };
+    let commands = serde_json::json!([load(&seed_file), load(&restated_file)]).to_string();
+    let out = client(&["between", &server.url, ADMIN.0, ADMIN.1, &commands]);
+    // Seed: a1 has clicks 100 + 101, a2 the same. Restated a1: 200 + 201 + 202.
+    assert_eq!(
+        out["after"],
+        serde_json::json!([
+            {"plain": [{"n": 4, "clicks": 402}], "prepared": [{"clicks": 201}]},
+            {"plain": [{"n": 5, "clicks": 804}], "prepared": [{"clicks": 603}]},
+        ]),
+        "each query sees the commit made just before it"
+    );
 }

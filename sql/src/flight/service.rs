@@ -47,6 +47,11 @@ use crate::{plan_statement, Planned};
 
 /// How long a prepared statement or a cached small result is kept without use.
 const KEEP_FOR: Duration = Duration::from_secs(3600);
+/// How long a statement planned for a FlightInfo waits for its DoGets. A ticket fetched later
+/// (or by another server) is planned again from the statement it carries.
+const KEEP_PLANS_FOR: Duration = Duration::from_secs(300);
+/// Most tables whose split statistics are kept (the oldest versions go first).
+const MAX_SPLIT_STATS: usize = 256;
 /// Most endpoints a split result is offered as.
 const MAX_PARTS: usize = 16;
 
@@ -86,6 +91,23 @@ struct Cached {
     made: Instant,
 }
 
+/// A query planned when its FlightInfo was asked for, waiting for the DoGets of its parts:
+/// each part runs this plan (restricted to the part) instead of planning the statement again.
+struct PlannedQuery {
+    user: String,
+    frame: DataFrame,
+    /// The session the plan was made in (its tables pinned at the versions planned against).
+    session: Arc<WarehouseSession>,
+    parts_left: usize,
+    made: Instant,
+}
+
+/// What the split decision needs of one version of a table: its rows and its days.
+struct SplitStats {
+    rows: u64,
+    days: Vec<chrono::NaiveDate>,
+}
+
 /// The Flight SQL service over one warehouse.
 pub struct TidemarkFlightSql {
     warehouse: Warehouse,
@@ -94,6 +116,10 @@ pub struct TidemarkFlightSql {
     limits: Limits,
     prepared: Mutex<HashMap<String, Prepared>>,
     cached: Mutex<HashMap<String, Cached>>,
+    /// Planned queries by query id.
+    planned: Mutex<HashMap<String, PlannedQuery>>,
+    /// Split statistics per table version: computed from the file list once per version.
+    split_stats: Mutex<std::collections::BTreeMap<engine::session::TableVersion, Arc<SplitStats>>>,
     results: Arc<ResultCache>,
     running: Arc<Mutex<RunningQueries>>,
     pub metrics: Arc<FlightMetrics>,
@@ -154,6 +180,8 @@ impl TidemarkFlightSql {
             limits,
             prepared: Mutex::new(HashMap::new()),
             cached: Mutex::new(HashMap::new()),
+            planned: Mutex::new(HashMap::new()),
+            split_stats: Mutex::new(std::collections::BTreeMap::new()),
             running: Arc::new(Mutex::new(HashMap::new())),
             metrics,
         }
@@ -195,6 +223,31 @@ impl TidemarkFlightSql {
             .lock()
             .expect("cached lock")
             .retain(|_, c| c.made.elapsed() < KEEP_FOR);
+        self.planned
+            .lock()
+            .expect("planned lock")
+            .retain(|_, p| p.made.elapsed() < KEEP_PLANS_FOR);
+    }
+
+    /// The plan made for `query_id`'s FlightInfo, for one of its parts; forgotten once every
+    /// part has taken it. `None` when there is none (expired, fetched again, or another server
+    /// issued the ticket): the caller plans the statement again.
+    fn take_planned(
+        &self,
+        query_id: &str,
+        user: &User,
+    ) -> Option<(DataFrame, Arc<WarehouseSession>)> {
+        let mut planned = self.planned.lock().expect("planned lock");
+        let entry = planned.get_mut(query_id)?;
+        if entry.user != user.name {
+            return None;
+        }
+        let taken = (entry.frame.clone(), entry.session.clone());
+        entry.parts_left = entry.parts_left.saturating_sub(1);
+        if entry.parts_left == 0 {
+            planned.remove(query_id);
+        }
+        Some(taken)
     }
 
     /// The statement and bound parameters of a prepared handle owned by `user`.
@@ -253,7 +306,7 @@ impl TidemarkFlightSql {
         descriptor: FlightDescriptor,
     ) -> Result<FlightInfo, Status> {
         self.forget_stale();
-        let session = self.session_for(user).await?;
+        let session = Arc::new(self.session_for(user).await?);
         let planned = self.plan(&session, user, sql, parameters).await?;
         let query_id = uuid::Uuid::new_v4().to_string();
         let schema = portable_schema(&planned.schema());
@@ -271,7 +324,17 @@ impl TidemarkFlightSql {
                 (Source::Cached(id), vec![None])
             }
             Planned::Query(frame) => {
-                let parts = self.parts_of(&frame).await;
+                let parts = self.parts_of(&frame, &session).await;
+                self.planned.lock().expect("planned lock").insert(
+                    query_id.clone(),
+                    PlannedQuery {
+                        user: user.name.clone(),
+                        frame,
+                        session,
+                        parts_left: parts.len(),
+                        made: Instant::now(),
+                    },
+                );
                 (source, parts)
             }
         };
@@ -298,8 +361,10 @@ impl TidemarkFlightSql {
 
     /// How to split a query's result: by its `date` column into groups of days when the
     /// day-partitioned table it reads holds more than `split_rows` rows, it has no ORDER BY
-    /// or LIMIT on top, and its output has a `date` column; otherwise one part.
-    async fn parts_of(&self, frame: &DataFrame) -> Vec<Option<Part>> {
+    /// or LIMIT on top, and its output has a `date` column; otherwise one part. The rows and
+    /// days of each table version come from [`split_stats`](Self::split_stats), so a warm
+    /// server decides without reading any file list.
+    async fn parts_of(&self, frame: &DataFrame, session: &WarehouseSession) -> Vec<Option<Part>> {
         let plan = frame.logical_plan();
         let Ok(date) = frame.schema().field_with_unqualified_name("date") else {
             return vec![None];
@@ -308,39 +373,83 @@ impl TidemarkFlightSql {
             return vec![None];
         }
         let nullable = date.is_nullable();
-        let mut largest: Option<(u64, Vec<chrono::NaiveDate>)> = None;
+        let read = session.tables_read();
+        let mut largest: Option<Arc<SplitStats>> = None;
         for name in results::scanned_tables(plan) {
             let name = name.rsplit('.').next().unwrap_or(&name).to_string();
-            let Ok((columns, partitions)) =
-                engine::inspect::partitions(&self.warehouse, &name).await
-            else {
+            let Some(version) = read.iter().find(|t| t.name == name) else {
                 continue;
             };
-            let Some(index) = columns.iter().position(|c| c == "date") else {
+            let Some(stats) = self.split_stats(version).await else {
                 continue;
             };
-            let rows: u64 = partitions.iter().map(|p| p.rows).sum();
-            let mut days: Vec<chrono::NaiveDate> = partitions
-                .iter()
-                .filter_map(|p| p.values.get(index).and_then(|(_, v)| v.parse().ok()))
-                .collect();
-            days.sort();
-            days.dedup();
-            if largest.as_ref().is_none_or(|(r, _)| rows > *r) {
-                largest = Some((rows, days));
+            if largest.as_ref().is_none_or(|l| stats.rows > l.rows) {
+                largest = Some(stats);
             }
         }
-        let Some((rows, days)) = largest else {
+        let Some(stats) = largest else {
             return vec![None];
         };
-        if rows <= self.config.split_rows || days.len() < 2 {
+        if stats.rows <= self.config.split_rows || stats.days.len() < 2 {
             return vec![None];
         }
-        let wanted = rows.div_ceil(self.config.split_rows.max(1)) as usize;
-        results::day_parts("date", &days, wanted.min(MAX_PARTS), nullable)
+        let wanted = stats.rows.div_ceil(self.config.split_rows.max(1)) as usize;
+        results::day_parts("date", &stats.days, wanted.min(MAX_PARTS), nullable)
             .into_iter()
             .map(Some)
             .collect()
+    }
+
+    /// The rows and days of a table version that a plan read; `None` when the table has no
+    /// `date` partition column. Computed from the file list once per version, then kept.
+    async fn split_stats(
+        &self,
+        version: &engine::session::TableVersion,
+    ) -> Option<Arc<SplitStats>> {
+        if let Some(stats) = self
+            .split_stats
+            .lock()
+            .expect("split stats lock")
+            .get(version)
+        {
+            return Some(stats.clone());
+        }
+        let (columns, partitions) = engine::inspect::partitions(&self.warehouse, &version.name)
+            .await
+            .ok()?;
+        let index = columns.iter().position(|c| c == "date")?;
+        let mut days: Vec<chrono::NaiveDate> = partitions
+            .iter()
+            .filter_map(|p| p.values.get(index).and_then(|(_, v)| v.parse().ok()))
+            .collect();
+        days.sort();
+        days.dedup();
+        let stats = Arc::new(SplitStats {
+            rows: partitions.iter().map(|p| p.rows).sum(),
+            days,
+        });
+        let mut kept = self.split_stats.lock().expect("split stats lock");
+        if kept.len() >= MAX_SPLIT_STATS {
+            // Versions superseded by newer ones of the same table go first; else all.
+            let newest: HashMap<&str, u64> = kept.keys().fold(HashMap::new(), |mut m, t| {
+                let v = m.entry(t.name.as_str()).or_insert(t.version);
+                *v = (*v).max(t.version);
+                m
+            });
+            let stale: Vec<_> = kept
+                .keys()
+                .filter(|t| newest.get(t.name.as_str()) != Some(&t.version))
+                .cloned()
+                .collect();
+            if stale.is_empty() {
+                kept.clear();
+            }
+            for t in stale {
+                kept.remove(&t);
+            }
+        }
+        kept.insert(version.clone(), stats.clone());
+        Some(stats)
     }
 
     /// Stream the rows of a ticket.
@@ -377,11 +486,20 @@ impl TidemarkFlightSql {
                     cache_key: None,
                 }
             }
-            Source::Statement(sql) => self.execute(user, sql, None, body.part.as_ref()).await?,
+            Source::Statement(sql) => {
+                self.execute(user, &body.query_id, sql, None, body.part.as_ref())
+                    .await?
+            }
             Source::Prepared(handle) => {
                 let (sql, parameters) = self.prepared_statement(handle.as_bytes(), user)?;
-                self.execute(user, &sql, parameters.as_ref(), body.part.as_ref())
-                    .await?
+                self.execute(
+                    user,
+                    &body.query_id,
+                    &sql,
+                    parameters.as_ref(),
+                    body.part.as_ref(),
+                )
+                .await?
             }
         };
         let metrics = self.metrics.clone();
@@ -470,16 +588,25 @@ impl TidemarkFlightSql {
         })
     }
 
-    /// Plan and start a query, restricted to `part`.
+    /// Start a query restricted to `part`: the plan made for its FlightInfo, or when that is
+    /// gone, the statement planned again.
     async fn execute(
         &self,
         user: &User,
+        query_id: &str,
         sql: &str,
         parameters: Option<&RecordBatch>,
         part: Option<&Part>,
     ) -> Result<Execution, Status> {
-        let session = self.session_for(user).await?;
-        match self.plan(&session, user, sql, parameters).await? {
+        let (session, planned) = match self.take_planned(query_id, user) {
+            Some((frame, session)) => (session, Planned::Query(frame)),
+            None => {
+                let session = Arc::new(self.session_for(user).await?);
+                let planned = self.plan(&session, user, sql, parameters).await?;
+                (session, planned)
+            }
+        };
+        match planned {
             Planned::Rows(batches) => {
                 let schema = batches
                     .first()

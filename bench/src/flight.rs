@@ -72,7 +72,7 @@ fn day_rows(day: NaiveDate, account: usize, rows: usize) -> RecordBatch {
 }
 
 /// Bytes of Arrow data in a batch (buffer bytes, not allocation capacity).
-fn arrow_bytes(batch: &RecordBatch) -> u64 {
+pub(crate) fn arrow_bytes(batch: &RecordBatch) -> u64 {
     batch
         .columns()
         .iter()

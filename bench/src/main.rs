@@ -30,6 +30,7 @@
 mod collect;
 mod compaction;
 mod flight;
+mod ingest;
 mod queries;
 
 /// The same allocator as the `tidemark` binary, so figures match what it does.
@@ -69,9 +70,19 @@ enum Bench {
         /// The report written.
         #[arg(long, default_value = "bench/RESULTS.md")]
         results: std::path::PathBuf,
-        /// The Python with the `duckdb` package.
+        /// The Python with the `duckdb`, `polars` and `matplotlib` packages.
         #[arg(long, default_value = "python3")]
         python: String,
+        /// The layouts measured: fragmented, compacted (repeatable; default both).
+        #[arg(long = "layout", default_values_t = ["fragmented".to_string(), "compacted".to_string()])]
+        layouts: Vec<String>,
+        /// Leave out the ingest comparison.
+        #[arg(long)]
+        skip_ingest: bool,
+        /// Measure the data a previous run of the same size left in --dir instead of
+        /// generating and compacting it again (for trying settings, e.g. DATAFUSION_* variables).
+        #[arg(long, requires = "dir")]
+        reuse: bool,
     },
     /// Replace one slice in a small and a large table; print both times and the ratio.
     Replace {
@@ -193,7 +204,25 @@ fn main() -> anyhow::Result<()> {
                 dir,
                 results,
                 python,
-            } => queries::run(&size, runs.max(1), tempfile_dir(dir)?, results, python).await,
+                layouts,
+                skip_ingest,
+                reuse,
+            } => {
+                let selection = queries::Selection {
+                    layouts,
+                    ingest: !skip_ingest,
+                    reuse,
+                };
+                queries::run(
+                    &size,
+                    runs.max(1),
+                    tempfile_dir(dir)?,
+                    results,
+                    python,
+                    selection,
+                )
+                .await
+            }
             Bench::Compaction {
                 accounts,
                 days,
@@ -317,6 +346,17 @@ async fn measure(
         }
         eprintln!(" ({:.1} s)", built.elapsed().as_secs_f64());
     }
+    // What the first replace pays before its slice index exists: loading the table's
+    // snapshot (deltalake reads the checkpoint and the commits since).
+    let opened = Instant::now();
+    Warehouse::open(root, config)
+        .await?
+        .open_table(engine::Namespace::Tables, table)
+        .await?;
+    eprintln!(
+        "{table}: loading the snapshot in a fresh handle takes {:.1} ms",
+        ms(opened.elapsed())
+    );
     // A fresh process-like start: no cached index.
     let warehouse = &Warehouse::open(root, config).await?;
     let mut first = None;

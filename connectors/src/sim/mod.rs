@@ -72,6 +72,9 @@ pub struct SimConfig {
     pub google_refresh_token: String,
     /// Status polls a Meta report run takes to complete.
     pub meta_job_polls: u32,
+    /// Ads in each ad group (3 campaigns × 2 ad groups per account): 2 by default, more for
+    /// benchmarks that want bigger pages.
+    pub ads_per_group: usize,
     /// Naver Search Ad: the API license and the secret key signatures are checked with.
     pub naver_api_key: String,
     pub naver_secret: String,
@@ -101,6 +104,7 @@ impl Default for SimConfig {
             google_client_secret: "sim-client-secret".into(),
             google_refresh_token: "sim-refresh-token".into(),
             meta_job_polls: 2,
+            ads_per_group: 2,
             naver_api_key: "sim-naver-api-key".into(),
             naver_secret: "sim-naver-secret".into(),
             naver_job_polls: 2,
@@ -180,41 +184,47 @@ pub const SIGNATURES_KEPT: usize = 10_000;
 
 impl World {
     pub fn new(config: SimConfig) -> Arc<Self> {
-        let meta = Truth::with_ids(
+        let meta = Truth::with_shape(
             config.seed ^ 0x6d65_7461,
             config.accounts,
             IdStyle::Numeric {
                 base: 1_000_000_001,
             },
+            config.ads_per_group,
         );
-        let google = Truth::with_ids(
+        let google = Truth::with_shape(
             config.seed ^ 0x6761_6473,
             config.accounts,
             IdStyle::Numeric {
                 base: 1_234_567_001,
             },
+            config.ads_per_group,
         );
-        let naver = Truth::with_ids(
+        let naver = Truth::with_shape(
             config.seed ^ 0x6e61_7665,
             config.accounts,
             IdStyle::Naver { base: 1_100_001 },
+            config.ads_per_group,
         );
-        let kakao = Truth::with_ids(
+        let kakao = Truth::with_shape(
             config.seed ^ 0x6b61_6b61,
             config.accounts,
             IdStyle::Numeric { base: 300_001 },
+            config.ads_per_group,
         );
-        let appsflyer = Truth::with_ids(
+        let appsflyer = Truth::with_shape(
             config.seed ^ 0x6170_7073,
             config.accounts,
             IdStyle::App {
                 base: 1_500_000_001,
             },
+            config.ads_per_group,
         );
-        let ga4 = Truth::with_ids(
+        let ga4 = Truth::with_shape(
             config.seed ^ 0x6761_3461,
             config.accounts,
             IdStyle::Numeric { base: 400_000_001 },
+            config.ads_per_group,
         );
         Arc::new(World {
             ga4_tokens: Mutex::default(),

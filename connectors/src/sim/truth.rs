@@ -84,6 +84,11 @@ impl Truth {
 
     /// The same shape of world with ids spelled in `style`.
     pub fn with_ids(seed: u64, accounts: usize, style: IdStyle) -> Self {
+        Self::with_shape(seed, accounts, style, 2)
+    }
+
+    /// A world whose ad groups hold `ads_per_group` ads each (the benchmarks' bigger pages).
+    pub fn with_shape(seed: u64, accounts: usize, style: IdStyle, ads_per_group: usize) -> Self {
         let child = |parent: &str, tag: char, n: usize| match style {
             IdStyle::Readable => format!("{parent}_{tag}{n}"),
             IdStyle::Numeric { .. } | IdStyle::App { .. } => format!("{parent}{n:02}"),
@@ -120,7 +125,7 @@ impl Truth {
                 let campaign_id = child(&account.id, 'c', c + 1);
                 for g in 0..2 {
                     let ad_group_id = child(&campaign_id, 'g', g + 1);
-                    for n in 0..2 {
+                    for n in 0..ads_per_group.max(1) {
                         ads.push(Ad {
                             account_index: a,
                             campaign_id: campaign_id.clone(),
@@ -128,7 +133,7 @@ impl Truth {
                             ad_group_id: ad_group_id.clone(),
                             ad_group_name: format!("{theme} {} / group {}", c + 1, g + 1),
                             ad_id: child(&ad_group_id, 'a', n + 1),
-                            ad_name: format!("{theme} creative {}", g * 2 + n + 1),
+                            ad_name: format!("{theme} creative {}", g * ads_per_group + n + 1),
                         });
                     }
                 }

@@ -37,6 +37,7 @@ use deltalake::kernel::{Action, Add, MetadataExt, StructType, Transaction};
 use deltalake::logstore::CommitOrBytes;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
+use futures::StreamExt;
 use serde::Serialize;
 
 pub use schema::{conform, evolve, initial_schema, storage_type, Evolution};
@@ -50,6 +51,15 @@ use stage::Stager;
 
 /// Versions between checkpoints (the Delta default).
 const CHECKPOINT_INTERVAL: u64 = 100;
+
+/// Slice files staged at once per core: encoding one uses a core, writing it waits on storage
+/// (S3 round trips especially), so a few per core keep both busy.
+const STAGING_TASKS_PER_CORE: usize = 4;
+
+/// How many slice files a replace stages at once.
+fn staging_tasks() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * STAGING_TASKS_PER_CORE
+}
 
 /// How often a replace re-plans after a real conflict with another writer before giving up.
 const DEFAULT_MAX_ATTEMPTS: usize = 20;
@@ -337,19 +347,35 @@ impl ReplaceSlices {
         }
     }
 
-    /// Stage the new rows of every slice as files; returns the add actions and the row count.
+    /// Stage the new rows of every slice as files; returns the add actions (in slice order,
+    /// so the log entry does not depend on timing) and the row count. Slices are encoded and
+    /// written on [`staging_tasks`] tasks at once: a sync's commit carries hundreds of small
+    /// slices, and one at a time left the cores idle while each file was written.
     async fn stage(
         &self,
         stager: &Stager,
         parts: &BTreeMap<SliceKey, RecordBatch>,
         schema: &SchemaRef,
     ) -> Result<(Vec<Add>, usize)> {
-        let mut staged = Vec::new();
-        let mut rows_written = 0;
+        let mut conformed = Vec::with_capacity(parts.len());
         for (key, rows) in parts {
-            let rows = conform(&self.table, rows, schema)?;
-            rows_written += rows.num_rows();
-            staged.extend(stager.stage_slice(key, &rows).await?);
+            conformed.push((key.clone(), conform(&self.table, rows, schema)?));
+        }
+        let rows_written = conformed.iter().map(|(_, rows)| rows.num_rows()).sum();
+        let tasks = conformed.into_iter().map(|(key, rows)| {
+            let stager = stager.clone();
+            tokio::spawn(async move { stager.stage_slice(&key, &rows).await })
+        });
+        let mut written = futures::stream::iter(tasks).buffered(staging_tasks());
+        let mut staged = Vec::new();
+        while let Some(joined) = written.next().await {
+            let adds = joined.map_err(|e| {
+                Error::delta(
+                    &self.table,
+                    DeltaTableError::Generic(format!("staging a slice file stopped: {e}")),
+                )
+            })??;
+            staged.extend(adds);
         }
         Ok((staged, rows_written))
     }

@@ -24,6 +24,7 @@ use crate::slice::{SliceKey, SliceLayout};
 const STATS_COLUMNS: u64 = 32;
 
 /// Writes slice files into one table.
+#[derive(Clone)]
 pub(crate) struct Stager {
     pub table: String,
     pub store: ObjectStoreRef,

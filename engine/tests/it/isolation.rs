@@ -218,3 +218,51 @@ async fn kept_snapshots_see_every_commit_and_a_table_written_again() {
         "the new table, not the kept handle of the old one"
     );
 }
+
+/// Sessions over one warehouse handle (one per Flight statement) share the Parquet footer
+/// cache, so the second reads no footer again; a session with a memory limit shares the cache
+/// but has a pool of its own; and tidemark's DataFusion settings apply to every session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_share_the_footer_cache_but_not_their_memory_pools() {
+    let backend = Backend::local();
+    let warehouse = backend.open().await;
+    let slice = SliceKey::new("meta", "act1", day(1));
+    warehouse
+        .replace_slices(TABLE)
+        .with_slices([slice.clone()])
+        .with_rows(vec![batch(&slice_rows(&slice, 3, 1))])
+        .await
+        .unwrap();
+    let footers = warehouse
+        .query_runtime()
+        .cache_manager
+        .get_file_metadata_cache();
+    assert_eq!(footers.len(), 0);
+    let first = WarehouseSession::new(warehouse.clone()).await.unwrap();
+    let sql = format!("SELECT sum(clicks) FROM {TABLE}");
+    first.sql(&sql).await.unwrap().collect().await.unwrap();
+    assert_eq!(footers.len(), 1, "the scan kept its file's footer");
+
+    let limited = WarehouseSession::with_options(
+        warehouse.clone(),
+        engine::session::SessionOptions {
+            memory_limit: Some(64 << 20),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let runtime = limited.context().runtime_env();
+    assert!(Arc::ptr_eq(
+        &runtime.cache_manager.get_file_metadata_cache(),
+        &footers
+    ));
+    assert!(!Arc::ptr_eq(
+        &runtime.memory_pool,
+        &warehouse.query_runtime().memory_pool
+    ));
+    limited.sql(&sql).await.unwrap().collect().await.unwrap();
+    assert_eq!(footers.len(), 1, "the second session read no footer again");
+    let options = limited.context().state().config_options().clone();
+    assert!(!options.execution.parquet.bloom_filter_on_read);
+}

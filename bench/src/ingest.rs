@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use connectors::config::{Platform, ProjectConfig};
-use connectors::secret::Secret;
 use connectors::sim::SimConfig;
 use connectors::sync::SyncOptions;
 use connectors::Window;
@@ -68,13 +67,7 @@ pub async fn measure(
         sim.base_url(),
         ids.join(", ")
     ))?;
-    let sources = config.sources().map_err(anyhow::Error::msg)?;
-    let clients = connectors::build_sources_with(&sources, |source, _, key| {
-        sim.world
-            .credential(source.platform, key)
-            .map(Secret::new)
-            .ok_or_else(|| connectors::Error::Config(format!("no simulated {key}")))
-    })?;
+    let clients = crate::collect::simulated_clients(&sim, &config)?;
     let root = dir.join("ingest");
     if root.exists() {
         std::fs::remove_dir_all(&root)?;

@@ -1,7 +1,7 @@
 //! The `FlightSqlService` implementation: each RPC authenticates the caller, then answers
 //! from the catalog or plans the statement in a session limited to the caller's grants.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -118,8 +118,9 @@ pub struct TidemarkFlightSql {
     cached: Mutex<HashMap<String, Cached>>,
     /// Planned queries by query id.
     planned: Mutex<HashMap<String, PlannedQuery>>,
-    /// Split statistics per table version: computed from the file list once per version.
-    split_stats: Mutex<std::collections::BTreeMap<engine::session::TableVersion, Arc<SplitStats>>>,
+    /// Split statistics per table version, computed from the file list once per version;
+    /// `None` for a table without a `date` partition column.
+    split_stats: Mutex<BTreeMap<engine::session::TableVersion, Option<Arc<SplitStats>>>>,
     results: Arc<ResultCache>,
     running: Arc<Mutex<RunningQueries>>,
     pub metrics: Arc<FlightMetrics>,
@@ -181,7 +182,7 @@ impl TidemarkFlightSql {
             prepared: Mutex::new(HashMap::new()),
             cached: Mutex::new(HashMap::new()),
             planned: Mutex::new(HashMap::new()),
-            split_stats: Mutex::new(std::collections::BTreeMap::new()),
+            split_stats: Mutex::new(BTreeMap::new()),
             running: Arc::new(Mutex::new(HashMap::new())),
             metrics,
         }
@@ -401,7 +402,8 @@ impl TidemarkFlightSql {
     }
 
     /// The rows and days of a table version that a plan read; `None` when the table has no
-    /// `date` partition column. Computed from the file list once per version, then kept.
+    /// `date` partition column (or cannot be read now). Computed from the file list once per
+    /// version, then kept, the answer "no `date` partition" included.
     async fn split_stats(
         &self,
         version: &engine::session::TableVersion,
@@ -412,21 +414,22 @@ impl TidemarkFlightSql {
             .expect("split stats lock")
             .get(version)
         {
-            return Some(stats.clone());
+            return stats.clone();
         }
         let (columns, partitions) = engine::inspect::partitions(&self.warehouse, &version.name)
             .await
             .ok()?;
-        let index = columns.iter().position(|c| c == "date")?;
-        let mut days: Vec<chrono::NaiveDate> = partitions
-            .iter()
-            .filter_map(|p| p.values.get(index).and_then(|(_, v)| v.parse().ok()))
-            .collect();
-        days.sort();
-        days.dedup();
-        let stats = Arc::new(SplitStats {
-            rows: partitions.iter().map(|p| p.rows).sum(),
-            days,
+        let stats = columns.iter().position(|c| c == "date").map(|index| {
+            let mut days: Vec<chrono::NaiveDate> = partitions
+                .iter()
+                .filter_map(|p| p.values.get(index).and_then(|(_, v)| v.parse().ok()))
+                .collect();
+            days.sort();
+            days.dedup();
+            Arc::new(SplitStats {
+                rows: partitions.iter().map(|p| p.rows).sum(),
+                days,
+            })
         });
         let mut kept = self.split_stats.lock().expect("split stats lock");
         if kept.len() >= MAX_SPLIT_STATS {
@@ -449,7 +452,7 @@ impl TidemarkFlightSql {
             }
         }
         kept.insert(version.clone(), stats.clone());
-        Some(stats)
+        stats
     }
 
     /// Stream the rows of a ticket.

@@ -9,8 +9,7 @@
 //! of several runs after a warm-up and must agree on the row count.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use connectors::config::{Platform, ProjectConfig};
@@ -90,37 +89,23 @@ pub async fn measure(
     anyhow::ensure!(synced.is_clean(), "the landing sync was not clean");
     let pages: usize = synced.sources.iter().map(|s| s.pages).sum();
 
-    let mut rows = 0;
-    let mut times = Vec::with_capacity(runs);
-    for run in 0..=runs {
-        let started = Instant::now();
+    let (tidemark, rows) = crate::queries::median_of(runs, || async {
         let report = connectors::sync::replay(&warehouse, &clients, RUN, &|_| {}).await?;
-        let elapsed = started.elapsed();
-        rows = report.sources.iter().map(|s| s.rows).sum();
-        if run > 0 {
-            times.push(elapsed);
-        }
-    }
-    times.sort();
-    let tidemark = times[times.len() / 2];
+        Ok(report.sources.iter().map(|s| s.rows).sum())
+    })
+    .await?;
 
     let raw = root.join("raw/runs").join(RUN).join("meta");
     let glob = format!("{}/*/*/[0-9]*.json.gz", raw.display());
     let bytes = walk_bytes(&raw)?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("duckdb_ingest.py");
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(&glob)
-        .arg(dir.join("ingest-duckdb.parquet"))
-        .arg(runs.to_string())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "DuckDB ingest failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let parquet = dir.join("ingest-duckdb.parquet");
+    let args = [
+        glob.into(),
+        parquet.into_os_string(),
+        runs.to_string().into(),
+    ];
+    let out = crate::python::run_script(python, "duckdb_ingest.py", args, "`duckdb` package")?;
+    let answer: serde_json::Value = serde_json::from_slice(&out)?;
     let duck_rows = answer["rows"].as_u64().context("rows")? as usize;
     anyhow::ensure!(
         duck_rows == rows,

@@ -31,6 +31,7 @@ mod collect;
 mod compaction;
 mod flight;
 mod ingest;
+mod python;
 mod queries;
 
 /// The same allocator as the `tidemark` binary, so figures match what it does.

@@ -113,7 +113,7 @@ pub fn statements(size: &Size, versions: (u64, u64)) -> Vec<(&'static str, Strin
 }
 
 /// Median of `runs` timed runs of `run` (after one warm-up); and the row count it returned.
-async fn median_of<F, Fut>(runs: usize, mut run: F) -> anyhow::Result<(Duration, usize)>
+pub(crate) async fn median_of<F, Fut>(runs: usize, mut run: F) -> anyhow::Result<(Duration, usize)>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<usize>>,

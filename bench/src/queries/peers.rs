@@ -2,9 +2,6 @@
 //! Parquet files (`bench/duckdb_queries.py`, `bench/polars_queries.py`).
 
 use std::path::Path;
-use std::process::Command;
-
-use anyhow::Context;
 
 /// The engines measured beside tidemark.
 #[derive(Debug, Clone, Copy)]
@@ -22,20 +19,17 @@ pub(super) fn run_peer(
     runs: usize,
     queries: &[serde_json::Value],
 ) -> anyhow::Result<Vec<serde_json::Value>> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(list)
-        .arg(accounts)
-        .arg(runs.to_string())
-        .arg(serde_json::to_string(queries)?)
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{} failed (needs the Python `duckdb`, `polars` and `pyarrow` packages):\n{}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_slice(&out.stdout)?)
+    let args = [
+        list.as_os_str().to_owned(),
+        accounts.as_os_str().to_owned(),
+        runs.to_string().into(),
+        serde_json::to_string(queries)?.into(),
+    ];
+    let out = crate::python::run_script(
+        python,
+        script,
+        args,
+        "`duckdb`, `polars` and `pyarrow` packages",
+    )?;
+    Ok(serde_json::from_slice(&out)?)
 }

@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use super::data::Dataset;
 use super::{statements, throughput_statement, Figure, Figures, Size};
 
@@ -170,18 +168,7 @@ pub(super) fn write_chart(
     let json = dir.join("ratios.json");
     std::fs::write(&json, serde_json::to_string(&data)?)?;
     let png = results.with_extension("png");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("chart.py");
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(&json)
-        .arg(&png)
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "drawing the chart failed (needs the Python `matplotlib` package):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::python::run_script(python, "chart.py", [&json, &png], "`matplotlib` package")?;
     Ok(png)
 }
 

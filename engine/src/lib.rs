@@ -18,10 +18,12 @@
 //! - [`ledger`]: the slice ledger (`tidemark.slices`): when each slice was last replaced.
 //! - [`marts`]: SQL-defined marts, incremental refresh by day, data tests, seeds.
 //! - [`functions`]: ratio metrics (`ctr`, `cpc`, `cpi`, `cpa`, `roas`) as ratios of sums.
+//! - [`runwise`]: `date_trunc` evaluated once per run of equal days (partition columns).
 //! - [`maintenance`]: restatement-aware compaction (settled days packed and clustered once),
 //!   checkpoints, and vacuum (with the oldest version time travel can still read).
 //! - [`audit`]: the restatement audit (`restatements(…)`): how a day's numbers changed per sync.
 //! - [`session`]: a DataFusion session whose catalog is the warehouse.
+//! - [`scan`]: how a query reads one table version (file list, pruning, Parquet scan).
 //! - [`failpoint`]: named points where crash tests freeze the process.
 //!
 //! # Key decision
@@ -41,6 +43,8 @@ pub mod marts;
 pub mod model;
 pub mod names;
 pub mod replace;
+pub mod runwise;
+pub mod scan;
 pub mod session;
 pub mod slice;
 pub mod storage;

@@ -89,6 +89,7 @@ impl WarehouseSession {
             runtime_for(&warehouse, options.memory_limit)?,
         );
         crate::functions::register(&ctx);
+        crate::runwise::register(&ctx);
         ctx.register_udtf(
             "restatements",
             Arc::new(crate::audit::RestatementsFunction {
@@ -443,24 +444,10 @@ impl SchemaProvider for WarehouseSchema {
     }
 }
 
-/// The DataFusion provider of a loaded table or mart. Partition columns (`source`, `date`)
-/// come as their plain types, not wrapped in dictionaries as deltalake does by default: the
-/// scan materializes a partition value for every row either way, and packing each one into a
-/// dictionary cost about as much CPU as decoding the Parquet columns themselves (profile of
-/// `bench flight`), only for Flight to unpack it again for its clients.
+/// The DataFusion provider of a loaded table or mart at the version it was opened at (see
+/// [`crate::scan`]).
 pub fn table_provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
-    let state = table
-        .snapshot()
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    let config = deltalake::delta_datafusion::DeltaScanConfig {
-        wrap_partition_values: false,
-        ..Default::default()
-    };
-    let scan = deltalake::delta_datafusion::DeltaScanNext::new(
-        Arc::new(state.snapshot().clone()),
-        config,
-    )?;
-    Ok(Arc::new(scan))
+    Ok(crate::scan::provider(table)?)
 }
 
 fn record_read(tables_read: &TablesRead, name: &str, table: &DeltaTable) {

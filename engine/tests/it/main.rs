@@ -9,4 +9,5 @@ mod isolation;
 mod maintenance;
 mod mixed;
 mod property;
+mod scan;
 mod support;

@@ -1,0 +1,550 @@
+//! How a query reads one version of a table: a DataFusion [`TableProvider`] over the version's
+//! file list, scanning its Parquet files with DataFusion's own Parquet source.
+//!
+//! Partition columns (`source`, `date`) are DataFusion partition columns: their value is
+//! known per file, filters on them are decided per file when the plan is made (and are exact,
+//! so no filter runs on their rows), and the scan fills each batch's partition column with a
+//! constant array. deltalake's scan evaluates a kernel expression per batch for the same
+//! columns, which cost as much as decoding the Parquet columns (profile in issue 19's note).
+//! Filters on other columns prune files by the Delta statistics of each file, then row groups
+//! by the Parquet statistics.
+//!
+//! The file list with its statistics is taken from the snapshot the table was opened at, kept
+//! as columns and shared by every scan of that version ([`FileList`]). A version that needs
+//! reader features tidemark does not write (deletion vectors, column mapping: reader version
+//! 2 and up) is read through deltalake's scan instead.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arrow::array::{Array, ArrayRef, BooleanArray, UInt64Array};
+use arrow::compute::{cast, filter as filter_array, sum};
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef, UInt64Type};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::pruning::PruningStatistics;
+use datafusion::common::stats::Precision;
+use datafusion::common::{Column, ColumnStatistics, DFSchema, ScalarValue, Statistics};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::listing::helpers::expr_applicable_for_cols;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Accumulator, Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlan;
+use deltalake::delta_datafusion::{DeltaScanConfig, DeltaScanNext};
+use deltalake::DeltaTable;
+use object_store::path::Path;
+use object_store::ObjectMeta;
+
+/// File lists kept per table version; a dashboard's statements read the same few versions.
+const KEPT_FILE_LISTS: usize = 16;
+
+/// The provider for the version `table` was opened at.
+pub fn provider(table: &DeltaTable) -> DfResult<Arc<dyn TableProvider>> {
+    let state = table.snapshot().map_err(external)?;
+    let config = DeltaScanConfig {
+        wrap_partition_values: false,
+        ..Default::default()
+    };
+    let delta_scan =
+        DeltaScanNext::new(Arc::new(state.snapshot().clone()), config).map_err(external)?;
+    if state.protocol().min_reader_version() > 1 {
+        return Ok(Arc::new(delta_scan));
+    }
+    let schema = delta_scan.schema();
+    let files = file_list(table, &schema)?;
+    Ok(Arc::new(SnapshotTable::new(schema, files)))
+}
+
+fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// The files of one table version, column by column: one entry per file.
+pub struct FileList {
+    store: ObjectStoreUrl,
+    locations: Vec<Path>,
+    sizes: Vec<u64>,
+    /// Rows per file, when every file's statistics carry them.
+    rows: Option<ArrayRef>,
+    /// Per partition column (in table order): its field and one value per file.
+    partitions: Vec<(FieldRef, ArrayRef)>,
+    /// Per data column (in table order): its field and min, max and null count per file, as
+    /// far as the Delta statistics hold them.
+    columns: Vec<(FieldRef, ColumnStats)>,
+}
+
+struct ColumnStats {
+    min: Option<ArrayRef>,
+    max: Option<ArrayRef>,
+    nulls: Option<ArrayRef>,
+}
+
+/// Identifies a version: the table's location and Delta id (a table dropped and written again
+/// gets a new id) and the version.
+type FileListKey = (String, String, u64);
+
+/// The file lists kept, oldest first.
+type KeptFileLists = Mutex<VecDeque<(FileListKey, Arc<FileList>)>>;
+
+fn kept_file_lists() -> &'static KeptFileLists {
+    static KEPT: OnceLock<KeptFileLists> = OnceLock::new();
+    KEPT.get_or_init(Default::default)
+}
+
+/// The file list of the version `table` was opened at, kept for the scans that follow.
+fn file_list(table: &DeltaTable, schema: &SchemaRef) -> DfResult<Arc<FileList>> {
+    let state = table.snapshot().map_err(external)?;
+    let root = table.log_store().root_url().clone();
+    let key = (
+        root.to_string(),
+        state.metadata().id().to_string(),
+        state.version(),
+    );
+    let kept = kept_file_lists().lock().expect("file lists lock");
+    if let Some((_, files)) = kept.iter().find(|(k, _)| *k == key) {
+        return Ok(Arc::clone(files));
+    }
+    drop(kept);
+    let files = Arc::new(FileList::read(table, schema)?);
+    let mut kept = kept_file_lists().lock().expect("file lists lock");
+    if !kept.iter().any(|(k, _)| *k == key) {
+        if kept.len() == KEPT_FILE_LISTS {
+            kept.pop_front();
+        }
+        kept.push_back((key, Arc::clone(&files)));
+    }
+    Ok(files)
+}
+
+impl FileList {
+    /// Read the file list and statistics of the version `table` was opened at, typed as
+    /// `schema` (the provider's schema).
+    fn read(table: &DeltaTable, schema: &SchemaRef) -> DfResult<Self> {
+        let state = table.snapshot().map_err(external)?;
+        let root = table.log_store().root_url().clone();
+        let store = ObjectStoreUrl::parse(&root[..url::Position::BeforePath])?;
+        let root_path = Path::from_url_path(root.path()).map_err(external)?;
+        let log_data = state.snapshot().log_data();
+        let mut locations = Vec::with_capacity(log_data.num_files());
+        let mut sizes = Vec::with_capacity(log_data.num_files());
+        let mut rows = Vec::with_capacity(log_data.num_files());
+        for file in log_data.iter() {
+            let relative = file.object_store_path();
+            locations.push(Path::from_iter(root_path.parts().chain(relative.parts())));
+            sizes.push(file.size().max(0) as u64);
+            rows.push(file.num_records().map(|n| n as u64));
+        }
+        let typed = |array: Option<ArrayRef>, data_type: &DataType| -> Option<ArrayRef> {
+            array.and_then(|a| cast(&a, data_type).ok())
+        };
+        let partition_columns = state.metadata().partition_columns();
+        let mut partitions = Vec::new();
+        let mut columns = Vec::new();
+        for field in schema.fields() {
+            let column = Column::new_unqualified(field.name());
+            if partition_columns.contains(field.name()) {
+                let values =
+                    typed(log_data.min_values(&column), field.data_type()).ok_or_else(|| {
+                        DataFusionError::Internal(format!(
+                            "the Delta log gave no values for partition column {}",
+                            field.name()
+                        ))
+                    })?;
+                partitions.push((Arc::clone(field), values));
+            } else {
+                let stats = ColumnStats {
+                    min: typed(log_data.min_values(&column), field.data_type()),
+                    max: typed(log_data.max_values(&column), field.data_type()),
+                    nulls: typed(log_data.null_counts(&column), &DataType::UInt64),
+                };
+                columns.push((Arc::clone(field), stats));
+            }
+        }
+        // From each file's own statistics: deltalake's `row_counts()` reads a column path its
+        // file batches do not have, and always answers `None`.
+        let rows = rows
+            .iter()
+            .all(Option::is_some)
+            .then(|| Arc::new(UInt64Array::from(rows)) as ArrayRef);
+        Ok(Self {
+            store,
+            locations,
+            sizes,
+            rows,
+            partitions,
+            columns,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.locations.len()
+    }
+
+    /// The partition values as a batch, one row per file.
+    fn partition_batch(&self) -> DfResult<RecordBatch> {
+        let fields: Vec<FieldRef> = self.partitions.iter().map(|(f, _)| f.clone()).collect();
+        let arrays = self.partitions.iter().map(|(_, a)| a.clone()).collect();
+        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+    }
+}
+
+/// The statistics of a [`FileList`], one container per file, for [`PruningPredicate`].
+impl PruningStatistics for FileList {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.partition_values(column)
+            .or_else(|| self.column_stats(column)?.min.clone())
+    }
+
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.partition_values(column)
+            .or_else(|| self.column_stats(column)?.max.clone())
+    }
+
+    fn num_containers(&self) -> usize {
+        self.len()
+    }
+
+    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        self.column_stats(column)?.nulls.clone()
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        self.rows.clone()
+    }
+
+    fn contained(
+        &self,
+        _column: &Column,
+        _values: &std::collections::HashSet<ScalarValue>,
+    ) -> Option<BooleanArray> {
+        None
+    }
+}
+
+impl FileList {
+    fn partition_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.partitions
+            .iter()
+            .find(|(f, _)| f.name() == &column.name)
+            .map(|(_, a)| a.clone())
+    }
+
+    fn column_stats(&self, column: &Column) -> Option<&ColumnStats> {
+        self.columns
+            .iter()
+            .find(|(f, _)| f.name() == &column.name)
+            .map(|(_, s)| s)
+    }
+}
+
+/// One table version as DataFusion sees it.
+pub struct SnapshotTable {
+    /// The table's columns in its declared order.
+    schema: SchemaRef,
+    /// Data columns then partition columns: the order DataFusion's file scan produces.
+    scan_schema: TableSchema,
+    /// For each column of `schema`, its index in the scan's order.
+    scan_index: Vec<usize>,
+    files: Arc<FileList>,
+}
+
+impl std::fmt::Debug for SnapshotTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotTable")
+            .field("files", &self.files.len())
+            .finish()
+    }
+}
+
+impl SnapshotTable {
+    fn new(schema: SchemaRef, files: Arc<FileList>) -> Self {
+        let data_fields: Vec<FieldRef> = files.columns.iter().map(|(f, _)| f.clone()).collect();
+        let partition_fields: Vec<FieldRef> =
+            files.partitions.iter().map(|(f, _)| f.clone()).collect();
+        let scan_index = schema
+            .fields()
+            .iter()
+            .map(|field| {
+                data_fields
+                    .iter()
+                    .chain(partition_fields.iter())
+                    .position(|f| f.name() == field.name())
+                    .expect("every column is a data or a partition column")
+            })
+            .collect();
+        let scan_schema = TableSchema::builder(Arc::new(Schema::new(data_fields)))
+            .with_table_partition_cols(partition_fields)
+            .build();
+        Self {
+            schema,
+            scan_schema,
+            scan_index,
+            files,
+        }
+    }
+
+    fn partition_names(&self) -> Vec<&str> {
+        self.files
+            .partitions
+            .iter()
+            .map(|(f, _)| f.name().as_str())
+            .collect()
+    }
+
+    /// Which files the filters leave: partition filters decided exactly on each file's
+    /// partition values, the others by each file's statistics.
+    fn selected_files(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<bool>> {
+        let mut keep = vec![true; self.files.len()];
+        let partition_names = self.partition_names();
+        let (on_partitions, on_data): (Vec<Expr>, Vec<Expr>) = filters
+            .iter()
+            .cloned()
+            .partition(|f| expr_applicable_for_cols(&partition_names, f));
+        if let Some(predicate) = conjunction(on_partitions) {
+            let batch = self.files.partition_batch()?;
+            let df_schema = DFSchema::try_from(batch.schema())?;
+            let predicate = state.create_physical_expr(predicate, &df_schema)?;
+            let matched = predicate.evaluate(&batch)?.into_array(batch.num_rows())?;
+            let matched = matched
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| {
+                    DataFusionError::Internal("a partition filter did not give booleans".into())
+                })?;
+            for (i, keep) in keep.iter_mut().enumerate() {
+                *keep &= matched.is_valid(i) && matched.value(i);
+            }
+        }
+        if let Some(predicate) = conjunction(on_data) {
+            let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
+            let predicate = state.create_physical_expr(predicate, &df_schema)?;
+            // A predicate the statistics cannot decide keeps every file.
+            let pruning = PruningPredicateBuilder::new()
+                .with_file_schema(Arc::clone(&self.schema))
+                .try_build(predicate);
+            if let Ok(pruning) = pruning {
+                if let Ok(may_match) = pruning.prune(self.files.as_ref()) {
+                    for (keep, may_match) in keep.iter_mut().zip(may_match) {
+                        *keep &= may_match;
+                    }
+                }
+            }
+        }
+        Ok(keep)
+    }
+
+    /// Statistics of the selected files in scan order: rows, nulls, and min/max (exact for
+    /// partition columns, integers and dates; bounds for the rest).
+    fn statistics_of(&self, selected: &BooleanArray) -> DfResult<Statistics> {
+        let files = &self.files;
+        let rows = match &files.rows {
+            Some(rows) => {
+                let rows = cast(&filter_array(rows, selected)?, &DataType::UInt64)?;
+                let rows = rows.as_any().downcast_ref::<UInt64Array>();
+                rows.and_then(sum::<UInt64Type>)
+                    .map_or(Precision::Exact(0), |n| Precision::Exact(n as usize))
+            }
+            None => Precision::Absent,
+        };
+        let bytes: u64 = files
+            .sizes
+            .iter()
+            .zip(selected.values().iter())
+            .filter(|(_, s)| *s)
+            .map(|(b, _)| *b)
+            .sum();
+        let mut column_statistics = Vec::new();
+        for (field, stats) in &files.columns {
+            let exact = matches!(
+                field.data_type(),
+                DataType::Int8
+                    | DataType::Int16
+                    | DataType::Int32
+                    | DataType::Int64
+                    | DataType::UInt8
+                    | DataType::UInt16
+                    | DataType::UInt32
+                    | DataType::UInt64
+                    | DataType::Date32
+            );
+            let nulls = stats
+                .nulls
+                .as_ref()
+                .map(|n| filter_array(n, selected))
+                .transpose()?;
+            let complete = nulls.as_ref().is_some_and(|n| n.null_count() == 0);
+            let bound =
+                |values: &Option<ArrayRef>, max: bool| -> DfResult<Precision<ScalarValue>> {
+                    let (Some(values), true) = (values, complete) else {
+                        return Ok(Precision::Absent);
+                    };
+                    let values = filter_array(values, selected)?;
+                    let value = extreme(&values, field.data_type(), max)?;
+                    Ok(match (value.is_null(), exact) {
+                        (true, _) => Precision::Absent,
+                        (false, true) => Precision::Exact(value),
+                        (false, false) => Precision::Inexact(value),
+                    })
+                };
+            let null_count = match nulls.as_ref().filter(|_| complete) {
+                Some(n) => {
+                    let n = n.as_any().downcast_ref::<UInt64Array>();
+                    n.and_then(sum::<UInt64Type>)
+                        .map_or(Precision::Exact(0), |n| Precision::Exact(n as usize))
+                }
+                None => Precision::Absent,
+            };
+            column_statistics.push(ColumnStatistics {
+                null_count,
+                min_value: bound(&stats.min, false)?,
+                max_value: bound(&stats.max, true)?,
+                ..ColumnStatistics::new_unknown()
+            });
+        }
+        for (field, values) in &files.partitions {
+            let values = filter_array(values, selected)?;
+            let min = extreme(&values, field.data_type(), false)?;
+            let max = extreme(&values, field.data_type(), true)?;
+            let known = |v: ScalarValue| {
+                if v.is_null() {
+                    Precision::Absent
+                } else {
+                    Precision::Exact(v)
+                }
+            };
+            column_statistics.push(ColumnStatistics {
+                null_count: Precision::Exact(values.null_count()),
+                min_value: known(min),
+                max_value: known(max),
+                ..ColumnStatistics::new_unknown()
+            });
+        }
+        Ok(Statistics {
+            num_rows: rows,
+            total_byte_size: Precision::Inexact(bytes as usize),
+            column_statistics,
+        })
+    }
+}
+
+/// The smallest or largest value of `values`, null when it has none.
+fn extreme(values: &ArrayRef, data_type: &DataType, max: bool) -> DfResult<ScalarValue> {
+    if max {
+        let mut accumulator = MaxAccumulator::try_new(data_type)?;
+        accumulator.update_batch(std::slice::from_ref(values))?;
+        accumulator.evaluate()
+    } else {
+        let mut accumulator = MinAccumulator::try_new(data_type)?;
+        accumulator.update_batch(std::slice::from_ref(values))?;
+        accumulator.evaluate()
+    }
+}
+
+#[async_trait]
+impl TableProvider for SnapshotTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        let partition_names = self.partition_names();
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if expr_applicable_for_cols(&partition_names, f) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let mut keep = self.selected_files(state, filters)?;
+        // When every filter was decided per file, a limit needs only the first kept files
+        // holding that many rows.
+        let partition_names = self.partition_names();
+        let all_exact = filters
+            .iter()
+            .all(|f| expr_applicable_for_cols(&partition_names, f));
+        if let (Some(limit), true, Some(rows)) = (limit, all_exact, &self.files.rows) {
+            let rows = cast(rows, &DataType::UInt64)?;
+            if let Some(rows) = rows.as_any().downcast_ref::<UInt64Array>() {
+                let mut seen = 0u64;
+                for (keep, rows) in keep.iter_mut().zip(rows.iter()) {
+                    if *keep {
+                        *keep = seen < limit as u64;
+                        seen += rows.unwrap_or(0);
+                    }
+                }
+            }
+        }
+        let scan_projection: Vec<usize> = match projection {
+            Some(columns) => columns.iter().map(|&i| self.scan_index[i]).collect(),
+            None => self.scan_index.clone(),
+        };
+        let files = &self.files;
+        let partitioned: Vec<PartitionedFile> = keep
+            .iter()
+            .enumerate()
+            .filter(|(_, keep)| **keep)
+            .map(|(i, _)| {
+                let mut file = PartitionedFile::from(ObjectMeta {
+                    location: files.locations[i].clone(),
+                    last_modified: chrono::DateTime::<chrono::Utc>::MIN_UTC,
+                    size: files.sizes[i],
+                    e_tag: None,
+                    version: None,
+                });
+                file.partition_values = files
+                    .partitions
+                    .iter()
+                    .map(|(_, values)| ScalarValue::try_from_array(values, i))
+                    .collect::<DfResult<_>>()?;
+                Ok(file)
+            })
+            .collect::<DfResult<_>>()?;
+        if partitioned.is_empty() {
+            let projected = match projection {
+                Some(columns) => Arc::new(self.schema.project(columns)?),
+                None => Arc::clone(&self.schema),
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        let statistics = self.statistics_of(&BooleanArray::from(keep))?;
+        let groups = FileGroup::new(partitioned).split_files(state.config().target_partitions());
+        let source = Arc::new(ParquetSource::new(self.scan_schema.clone()));
+        let config = FileScanConfigBuilder::new(files.store.clone(), source)
+            .with_file_groups(groups)
+            .with_statistics(statistics)
+            .with_projection_indices(Some(scan_projection))?
+            .with_limit(limit)
+            .build();
+        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        format.create_physical_plan(state, config).await
+    }
+}

@@ -17,6 +17,7 @@ use chrono::NaiveDate;
 use engine::ledger::{self, SliceRecord};
 use engine::model::AD_PERFORMANCE;
 use engine::{ReplaceReport, SliceKey, SliceLayout, Warehouse};
+use futures::StreamExt;
 use serde::Serialize;
 
 use crate::config::Platform;
@@ -785,6 +786,12 @@ async fn execute(
     })
 }
 
+/// Units a replay reads and normalizes at once: two per core keep every core parsing while
+/// the next unit's pages are read.
+fn replay_tasks() -> usize {
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// Rebuild the tables from run `run`'s landed pages, with no network: the same
 /// normalization and the same commits as the original sync.
 pub async fn replay(
@@ -823,13 +830,25 @@ pub async fn replay(
             source: source.name(),
             units: units.len(),
         });
-        for landed in units {
-            let mut pages = Vec::new();
-            for entry in &landed.pages {
-                let body = raw.read(entry).await?;
-                pages.push((entry.clone(), Bytes::from(body)));
-            }
-            let outcome = load_pages(source.as_ref(), &raw, &landed.unit, pages).await;
+        // Units are read and normalized on their own tasks (a core each), in unit order.
+        let loads = units.into_iter().map(|landed| {
+            let (source, raw, landed) = (Arc::clone(source), raw.clone(), landed.clone());
+            tokio::spawn(async move {
+                let mut pages = Vec::new();
+                for entry in &landed.pages {
+                    let body = raw.read(entry).await?;
+                    pages.push((entry.clone(), Bytes::from(body)));
+                }
+                let outcome = load_pages(source.as_ref(), &raw, &landed.unit, pages).await;
+                Ok::<_, Error>((landed, outcome))
+            })
+        });
+        let mut loads = futures::stream::iter(loads).buffered(replay_tasks());
+        while let Some(joined) = loads.next().await {
+            let (landed, outcome) = joined.map_err(|e| Error::Raw {
+                path: format!("run {run}"),
+                reason: format!("loading a unit's pages stopped: {e}"),
+            })??;
             let (label, rows) = outcome_label(&outcome);
             on_event(SyncEvent::UnitDone {
                 source: source.name(),

@@ -46,7 +46,7 @@ pub enum Command {
     /// Serve the warehouse over Arrow Flight SQL (ADBC, JDBC: DBeaver, Tableau) with users,
     /// grants, TLS and limits from tidemark.toml.
     Serve(crate::commands::serve::ServeArgs),
-    /// Pack small files (z-ordering settled days by account and campaign), checkpoint, and
+    /// Pack small files (sorting settled days by account), checkpoint, and
     /// with --vacuum delete files no version within the retention reads.
     ///
     /// Days older than a source's restatement window (window_days) are settled: packed and

@@ -28,7 +28,7 @@ pub struct CompactArgs {
     #[arg(long, default_value = "128MiB", value_parser = parse_size)]
     pub target_size: u64,
 
-    /// Do not z-order settled days by (account, campaign); only bin-pack.
+    /// Do not sort settled days by account; only bin-pack.
     #[arg(long)]
     pub no_cluster: bool,
 

@@ -51,18 +51,26 @@ const KEPT_FILE_LISTS: usize = 16;
 /// The provider for the version `table` was opened at.
 pub fn provider(table: &DeltaTable) -> DfResult<Arc<dyn TableProvider>> {
     let state = table.snapshot().map_err(external)?;
+    if state.protocol().min_reader_version() > 1 {
+        return Ok(Arc::new(delta_scan(table)?));
+    }
+    let files = file_list(table)?;
+    Ok(Arc::new(SnapshotTable::new(
+        Arc::clone(&files.schema),
+        files,
+    )))
+}
+
+/// deltalake's scan of the version `table` was opened at, partition values unwrapped: the
+/// provider of tables with reader features tidemark does not write, and the source of every
+/// table's schema (so both providers type columns alike).
+fn delta_scan(table: &DeltaTable) -> DfResult<DeltaScanNext> {
+    let state = table.snapshot().map_err(external)?;
     let config = DeltaScanConfig {
         wrap_partition_values: false,
         ..Default::default()
     };
-    let delta_scan =
-        DeltaScanNext::new(Arc::new(state.snapshot().clone()), config).map_err(external)?;
-    if state.protocol().min_reader_version() > 1 {
-        return Ok(Arc::new(delta_scan));
-    }
-    let schema = delta_scan.schema();
-    let files = file_list(table, &schema)?;
-    Ok(Arc::new(SnapshotTable::new(schema, files)))
+    DeltaScanNext::new(Arc::new(state.snapshot().clone()), config).map_err(external)
 }
 
 fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
@@ -71,6 +79,8 @@ fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionErro
 
 /// The files of one table version, column by column: one entry per file.
 pub struct FileList {
+    /// The table's columns in its declared order, typed as deltalake's scan types them.
+    schema: SchemaRef,
     store: ObjectStoreUrl,
     locations: Vec<Path>,
     sizes: Vec<u64>,
@@ -102,7 +112,7 @@ fn kept_file_lists() -> &'static KeptFileLists {
 }
 
 /// The file list of the version `table` was opened at, kept for the scans that follow.
-fn file_list(table: &DeltaTable, schema: &SchemaRef) -> DfResult<Arc<FileList>> {
+fn file_list(table: &DeltaTable) -> DfResult<Arc<FileList>> {
     let state = table.snapshot().map_err(external)?;
     let root = table.log_store().root_url().clone();
     let key = (
@@ -115,7 +125,7 @@ fn file_list(table: &DeltaTable, schema: &SchemaRef) -> DfResult<Arc<FileList>> 
         return Ok(Arc::clone(files));
     }
     drop(kept);
-    let files = Arc::new(FileList::read(table, schema)?);
+    let files = Arc::new(FileList::read(table)?);
     let mut kept = kept_file_lists().lock().expect("file lists lock");
     if !kept.iter().any(|(k, _)| *k == key) {
         if kept.len() == KEPT_FILE_LISTS {
@@ -127,9 +137,9 @@ fn file_list(table: &DeltaTable, schema: &SchemaRef) -> DfResult<Arc<FileList>> 
 }
 
 impl FileList {
-    /// Read the file list and statistics of the version `table` was opened at, typed as
-    /// `schema` (the provider's schema).
-    fn read(table: &DeltaTable, schema: &SchemaRef) -> DfResult<Self> {
+    /// Read the schema, file list and statistics of the version `table` was opened at.
+    fn read(table: &DeltaTable) -> DfResult<Self> {
+        let schema = delta_scan(table)?.schema();
         let state = table.snapshot().map_err(external)?;
         let root = table.log_store().root_url().clone();
         let store = ObjectStoreUrl::parse(&root[..url::Position::BeforePath])?;
@@ -177,6 +187,7 @@ impl FileList {
             .all(Option::is_some)
             .then(|| Arc::new(UInt64Array::from(rows)) as ArrayRef);
         Ok(Self {
+            schema,
             store,
             locations,
             sizes,

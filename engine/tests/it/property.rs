@@ -2,29 +2,16 @@
 //! after each commit the table equals an in-memory model (slice → rows), and the files of
 //! every slice the batch did not touch are exactly the files it had before.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use engine::SliceKey;
 use proptest::prelude::*;
-use testdata::rows::{batch, day, Row};
+use testdata::rows::{batch, Row};
 use testdata::{Backend, BackendKind};
 
-use crate::support::{files_by_slice, read_rows};
+use crate::support::{apply_to_model, files_by_slice, model_batch, read_rows, slice_universe};
 
 const TABLE: &str = "perf";
-
-/// The universe of slices: 2 sources × 3 accounts × 3 days.
-fn slice_universe() -> Vec<SliceKey> {
-    let mut all = Vec::new();
-    for source in ["meta", "google"] {
-        for account in ["a1", "a2", "a3"] {
-            for d in 1..=3 {
-                all.push(SliceKey::new(source, account, day(d)));
-            }
-        }
-    }
-    all
-}
 
 /// One batch: some slices, each with 0–3 new rows.
 fn batch_strategy() -> impl Strategy<Value = BTreeMap<usize, usize>> {
@@ -43,11 +30,7 @@ fn run_sequence(
         let mut model: BTreeMap<SliceKey, Vec<Row>> = BTreeMap::new();
         for (generation, spec) in batches.into_iter().enumerate() {
             let generation = generation as i64 + 1;
-            let slices: BTreeSet<SliceKey> = spec.keys().map(|&i| universe[i].clone()).collect();
-            let rows: Vec<Row> = spec
-                .iter()
-                .flat_map(|(&i, &n)| testdata::rows::slice_rows(&universe[i], n, generation))
-                .collect();
+            let (slices, rows) = model_batch(&universe, &spec, generation);
             // A new table needs rows to get a schema.
             if model.is_empty() && rows.is_empty() {
                 continue;
@@ -63,12 +46,7 @@ fn run_sequence(
                 .with_rows([batch(&rows)])
                 .await
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            for s in &slices {
-                model.remove(s);
-            }
-            for r in rows {
-                model.entry(r.slice.clone()).or_default().push(r);
-            }
+            apply_to_model(&mut model, &slices, rows);
 
             let mut expected: Vec<Row> = model.values().flatten().cloned().collect();
             expected.sort();

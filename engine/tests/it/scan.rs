@@ -13,8 +13,10 @@ use chrono::NaiveDate;
 use engine::maintenance::{self, CompactOptions, Settled};
 use engine::{Namespace, SliceKey, WarehouseSession};
 use proptest::prelude::*;
-use testdata::rows::{batch, day, slice_rows, Row};
+use testdata::rows::{batch, day, Row};
 use testdata::{Backend, BackendKind};
+
+use crate::support::{apply_to_model, model_batch, slice_universe};
 
 const TABLE: &str = "perf";
 const SOURCES: [&str; 2] = ["meta", "google"];
@@ -107,18 +109,6 @@ fn filter_strategy() -> impl Strategy<Value = Filter> {
 /// 0–3 new rows.
 fn batch_strategy() -> impl Strategy<Value = BTreeMap<usize, usize>> {
     prop::collection::btree_map(0..SOURCES.len() * ACCOUNTS.len() * 3, 0..4usize, 1..8)
-}
-
-fn universe() -> Vec<SliceKey> {
-    let mut all = Vec::new();
-    for source in SOURCES {
-        for account in ACCOUNTS {
-            for d in 1..=3 {
-                all.push(SliceKey::new(source, account, day(d)));
-            }
-        }
-    }
-    all
 }
 
 /// What the aggregate query returns: count, sum/min/max of clicks, min/max of date and account.
@@ -237,15 +227,11 @@ fn run_case(
     runtime.block_on(async move {
         let backend = Backend::new(kind);
         let warehouse = backend.open().await;
-        let universe = universe();
+        let universe = slice_universe();
         let mut model: BTreeMap<SliceKey, Vec<Row>> = BTreeMap::new();
         for (generation, spec) in batches.into_iter().enumerate() {
             let generation = generation as i64 + 1;
-            let slices: Vec<SliceKey> = spec.keys().map(|&i| universe[i].clone()).collect();
-            let rows: Vec<Row> = spec
-                .iter()
-                .flat_map(|(&i, &n)| slice_rows(&universe[i], n, generation))
-                .collect();
+            let (slices, rows) = model_batch(&universe, &spec, generation);
             if model.is_empty() && rows.is_empty() {
                 continue;
             }
@@ -255,12 +241,7 @@ fn run_case(
                 .with_rows([batch(&rows)])
                 .await
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            for s in &slices {
-                model.remove(s);
-            }
-            for r in rows {
-                model.entry(r.slice.clone()).or_default().push(r);
-            }
+            apply_to_model(&mut model, &slices, rows);
         }
         if model.is_empty() {
             return Ok(());

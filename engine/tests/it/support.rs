@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Int64Type};
 use engine::{Namespace, SliceKey, Warehouse, WarehouseSession};
-use testdata::rows::Row;
+use testdata::rows::{day, slice_rows, Row};
 
 /// Every row of `table`, sorted.
 pub async fn read_rows(warehouse: &Warehouse, table: &str) -> Vec<Row> {
@@ -108,4 +108,46 @@ pub fn strings(column: &arrow::array::ArrayRef) -> Vec<String> {
         .iter()
         .map(|v| v.unwrap_or_default().to_string())
         .collect()
+}
+
+/// The slices the model-based tests draw from: 2 sources × 3 accounts × 3 days.
+pub fn slice_universe() -> Vec<SliceKey> {
+    let mut all = Vec::new();
+    for source in ["meta", "google"] {
+        for account in ["a1", "a2", "a3"] {
+            for d in 1..=3 {
+                all.push(SliceKey::new(source, account, day(d)));
+            }
+        }
+    }
+    all
+}
+
+/// One replace of a model-based test: the slices `spec` picks from `universe` (by index) and
+/// their new rows, `spec[i]` rows of `generation` per slice.
+pub fn model_batch(
+    universe: &[SliceKey],
+    spec: &BTreeMap<usize, usize>,
+    generation: i64,
+) -> (BTreeSet<SliceKey>, Vec<Row>) {
+    let slices = spec.keys().map(|&i| universe[i].clone()).collect();
+    let rows = spec
+        .iter()
+        .flat_map(|(&i, &n)| slice_rows(&universe[i], n, generation))
+        .collect();
+    (slices, rows)
+}
+
+/// What a committed replace does to the model: each replaced slice holds exactly its new rows.
+pub fn apply_to_model(
+    model: &mut BTreeMap<SliceKey, Vec<Row>>,
+    slices: &BTreeSet<SliceKey>,
+    rows: Vec<Row>,
+) {
+    for s in slices {
+        model.remove(s);
+    }
+    for r in rows {
+        model.entry(r.slice.clone()).or_default().push(r);
+    }
 }

@@ -77,7 +77,7 @@ pub fn schema() -> SchemaRef {
 }
 
 /// What to audit: a table's day, optionally one source and account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRequest {
     pub table: String,
     pub day: NaiveDate,
@@ -409,8 +409,11 @@ impl TableFunctionImpl for RestatementsFunction {
                 name: table,
             })));
         }
+        let warehouse = tokio::sync::OnceCell::new_with(Some(self.warehouse.clone()));
         Ok(Arc::new(RestatementsTable {
-            warehouse: self.warehouse.clone(),
+            warehouse_url: self.warehouse.url().to_string(),
+            warehouse,
+            storage: None,
             request: AuditRequest {
                 table,
                 day,
@@ -423,9 +426,46 @@ impl TableFunctionImpl for RestatementsFunction {
 
 /// The audit of one day, computed when scanned.
 #[derive(Debug)]
-struct RestatementsTable {
-    warehouse: Warehouse,
+pub struct RestatementsTable {
+    warehouse_url: String,
+    /// Set when made by the table function; opened from the URL on the first scan when
+    /// decoded from a plan (a Ballista scheduler).
+    warehouse: tokio::sync::OnceCell<Warehouse>,
+    storage: Option<crate::StorageConfig>,
     request: AuditRequest,
+}
+
+impl RestatementsTable {
+    /// The audit of `request` in the warehouse at `warehouse_url`, opened with `storage` when
+    /// first scanned.
+    pub fn remote(
+        warehouse_url: String,
+        request: AuditRequest,
+        storage: crate::StorageConfig,
+    ) -> Self {
+        RestatementsTable {
+            warehouse_url,
+            warehouse: tokio::sync::OnceCell::new(),
+            storage: Some(storage),
+            request,
+        }
+    }
+
+    /// The warehouse's URL and what is audited: what a plan sent elsewhere carries.
+    pub fn request(&self) -> (&str, &AuditRequest) {
+        (&self.warehouse_url, &self.request)
+    }
+
+    async fn warehouse(&self) -> DfResult<&Warehouse> {
+        self.warehouse
+            .get_or_try_init(|| async {
+                let storage = self.storage.clone().unwrap_or_default();
+                Warehouse::open(&self.warehouse_url, &storage)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))
+            })
+            .await
+    }
 }
 
 #[async_trait]
@@ -445,7 +485,7 @@ impl TableProvider for RestatementsTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batches = restatements(&self.warehouse, &self.request).await?;
+        let batches = restatements(self.warehouse().await?, &self.request).await?;
         let exec: Arc<dyn ExecutionPlan> =
             MemorySourceConfig::try_new_exec(&[batches], schema(), projection.cloned())?;
         Ok(exec)

@@ -15,6 +15,13 @@ pub enum Error {
     )]
     InvalidWarehouseUrl { url: String, reason: String },
 
+    /// `--engine` / `[engine]` names no engine tidemark can run queries on.
+    #[error(
+        "invalid query engine '{given}': {reason}. Use 'local' or 'ballista://HOST:PORT' (a \
+         scheduler started with `tidemark ballista scheduler`)"
+    )]
+    InvalidEngine { given: String, reason: String },
+
     /// The warehouse storage did not answer.
     #[error("cannot reach warehouse {url}: {reason}. Check the path or endpoint, network and credentials")]
     Unreachable { url: String, reason: String },

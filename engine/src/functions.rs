@@ -37,9 +37,18 @@ const RATIOS: [(&str, &str); 6] = [
 
 /// Register every ratio function in `ctx`.
 pub fn register(ctx: &SessionContext) {
-    for (name, args) in RATIOS {
-        ctx.register_udaf(AggregateUDF::from(RatioOfSums::new(name, args)));
+    for udaf in udafs() {
+        ctx.register_udaf(udaf.as_ref().clone());
     }
+}
+
+/// Every ratio function (for sessions built without a context: a Ballista scheduler's and
+/// executors').
+pub fn udafs() -> Vec<Arc<AggregateUDF>> {
+    RATIOS
+        .iter()
+        .map(|&(name, args)| Arc::new(AggregateUDF::from(RatioOfSums::new(name, args))))
+        .collect()
 }
 
 /// `sum(a) / sum(b)` under a metric's name.

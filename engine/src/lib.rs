@@ -24,6 +24,8 @@
 //! - [`audit`]: the restatement audit (`restatements(…)`): how a day's numbers changed per sync.
 //! - [`session`]: a DataFusion session whose catalog is the warehouse.
 //! - [`scan`]: how a query reads one table version (file list, pruning, Parquet scan).
+//! - [`distributed`]: queries on a Ballista cluster (plan codec, functions, object stores);
+//!   writes stay on one coordinator.
 //! - [`failpoint`]: named points where crash tests freeze the process.
 //!
 //! # Key decision
@@ -32,6 +34,7 @@
 //! statistics), so a replace neither lists directories nor rewrites other slices' rows.
 
 pub mod audit;
+pub mod distributed;
 pub mod error;
 pub mod failpoint;
 pub mod functions;

@@ -30,11 +30,22 @@ const WRAPPED: [(&str, usize); 1] = [("date_trunc", 1)];
 
 /// Replace the session's functions named in [`WRAPPED`] with run-wise versions of themselves.
 pub fn register(ctx: &SessionContext) {
-    for (name, argument) in WRAPPED {
-        if let Some(inner) = ctx.state().scalar_functions().get(name).cloned() {
-            ctx.register_udf(ScalarUDF::new_from_impl(Runwise { inner, argument }));
-        }
+    for udf in udfs() {
+        ctx.register_udf(udf.as_ref().clone());
     }
+}
+
+/// The run-wise versions of DataFusion's functions named in [`WRAPPED`], under their names
+/// (for sessions built without a context: a Ballista scheduler's and executors').
+pub fn udfs() -> Vec<Arc<ScalarUDF>> {
+    let defaults = datafusion::functions::all_default_functions();
+    WRAPPED
+        .iter()
+        .filter_map(|&(name, argument)| {
+            let inner = defaults.iter().find(|f| f.name() == name)?.clone();
+            Some(Arc::new(ScalarUDF::new_from_impl(Runwise { inner, argument })))
+        })
+        .collect()
 }
 
 /// `inner`, evaluated once per run of equal values of argument `argument`.

@@ -45,6 +45,8 @@ use deltalake::DeltaTable;
 use object_store::path::Path;
 use object_store::ObjectMeta;
 
+use crate::storage::StorageConfig;
+
 /// File lists kept per table version; a dashboard's statements read the same few versions.
 const KEPT_FILE_LISTS: usize = 16;
 
@@ -55,10 +57,59 @@ pub fn provider(table: &DeltaTable) -> DfResult<Arc<dyn TableProvider>> {
         return Ok(Arc::new(delta_scan(table)?));
     }
     let files = file_list(table)?;
-    Ok(Arc::new(SnapshotTable::new(
-        Arc::clone(&files.schema),
-        files,
-    )))
+    let pin = PinnedVersion {
+        table_url: table.log_store().root_url().to_string(),
+        table_id: state.metadata().id().to_string(),
+        version: state.version(),
+        partition_columns: state.metadata().partition_columns().to_vec(),
+    };
+    let table = SnapshotTable::new(Arc::clone(&files.schema), pin, None);
+    if table.files.set(files).is_err() {
+        unreachable!("a new table's file list is empty");
+    }
+    Ok(Arc::new(table))
+}
+
+/// Exactly which table version a [`SnapshotTable`] reads: what a plan sent to a Ballista
+/// scheduler carries, so the scheduler opens that version and never the latest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PinnedVersion {
+    /// The table's root URL.
+    pub table_url: String,
+    /// The Delta table id: a table dropped and written again under the same URL has another.
+    pub table_id: String,
+    pub version: u64,
+    pub partition_columns: Vec<String>,
+}
+
+/// The file list of a pinned version, opened with `storage` unless it is kept already.
+async fn open_pinned(pin: &PinnedVersion, storage: &StorageConfig) -> DfResult<Arc<FileList>> {
+    let key = (pin.table_url.clone(), pin.table_id.clone(), pin.version);
+    if let Some(files) = kept_file_list(&key) {
+        return Ok(files);
+    }
+    let url = url::Url::parse(&pin.table_url).map_err(external)?;
+    let options = crate::storage::table_options(&url, storage);
+    let table = deltalake::DeltaTableBuilder::from_url(url)
+        .map_err(external)?
+        .with_storage_options(options)
+        .with_version(pin.version)
+        .load()
+        .await
+        .map_err(|e| {
+            DataFusionError::Execution(format!(
+                "cannot open version {} of {}, which the query was planned on: {e}",
+                pin.version, pin.table_url
+            ))
+        })?;
+    let id = table.snapshot().map_err(external)?.metadata().id().to_string();
+    if id != pin.table_id {
+        return Err(DataFusionError::Execution(format!(
+            "{} was dropped and created again after the query was planned; run the query again",
+            pin.table_url
+        )));
+    }
+    file_list(&table)
 }
 
 /// deltalake's scan of the version `table` was opened at, partition values unwrapped: the
@@ -120,11 +171,9 @@ fn file_list(table: &DeltaTable) -> DfResult<Arc<FileList>> {
         state.metadata().id().to_string(),
         state.version(),
     );
-    let kept = kept_file_lists().lock().expect("file lists lock");
-    if let Some((_, files)) = kept.iter().find(|(k, _)| *k == key) {
-        return Ok(Arc::clone(files));
+    if let Some(files) = kept_file_list(&key) {
+        return Ok(files);
     }
-    drop(kept);
     let files = Arc::new(FileList::read(table)?);
     let mut kept = kept_file_lists().lock().expect("file lists lock");
     if !kept.iter().any(|(k, _)| *k == key) {
@@ -134,6 +183,13 @@ fn file_list(table: &DeltaTable) -> DfResult<Arc<FileList>> {
         kept.push_back((key, Arc::clone(&files)));
     }
     Ok(files)
+}
+
+fn kept_file_list(key: &FileListKey) -> Option<Arc<FileList>> {
+    let kept = kept_file_lists().lock().expect("file lists lock");
+    kept.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, files)| Arc::clone(files))
 }
 
 impl FileList {
@@ -266,22 +322,49 @@ pub struct SnapshotTable {
     scan_schema: TableSchema,
     /// For each column of `schema`, its index in the scan's order.
     scan_index: Vec<usize>,
-    files: Arc<FileList>,
+    pin: PinnedVersion,
+    /// The version's file list: set when opened from a loaded table, read on the first scan
+    /// when decoded from a plan ([`SnapshotTable::pinned`]).
+    files: tokio::sync::OnceCell<Arc<FileList>>,
+    /// How to open the pinned version when the file list is not set.
+    storage: Option<StorageConfig>,
 }
 
 impl std::fmt::Debug for SnapshotTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SnapshotTable")
-            .field("files", &self.files.len())
+            .field("table", &self.pin.table_url)
+            .field("version", &self.pin.version)
             .finish()
     }
 }
 
 impl SnapshotTable {
-    fn new(schema: SchemaRef, files: Arc<FileList>) -> Self {
-        let data_fields: Vec<FieldRef> = files.columns.iter().map(|(f, _)| f.clone()).collect();
-        let partition_fields: Vec<FieldRef> =
-            files.partitions.iter().map(|(f, _)| f.clone()).collect();
+    /// A table read at `pin` with columns `schema`, its file list opened with `storage` when
+    /// first scanned: how a Ballista scheduler rebuilds a table from a plan.
+    pub fn pinned(schema: SchemaRef, pin: PinnedVersion, storage: StorageConfig) -> Self {
+        Self::new(schema, pin, Some(storage))
+    }
+
+    /// Which version this table reads.
+    pub fn pin(&self) -> &PinnedVersion {
+        &self.pin
+    }
+
+    fn new(schema: SchemaRef, pin: PinnedVersion, storage: Option<StorageConfig>) -> Self {
+        let is_partition = |f: &FieldRef| pin.partition_columns.contains(f.name());
+        let data_fields: Vec<FieldRef> = schema
+            .fields()
+            .iter()
+            .filter(|f| !is_partition(f))
+            .cloned()
+            .collect();
+        let partition_fields: Vec<FieldRef> = schema
+            .fields()
+            .iter()
+            .filter(|f| is_partition(f))
+            .cloned()
+            .collect();
         let scan_index = schema
             .fields()
             .iter()
@@ -300,29 +383,53 @@ impl SnapshotTable {
             schema,
             scan_schema,
             scan_index,
-            files,
+            pin,
+            files: tokio::sync::OnceCell::new(),
+            storage,
         }
     }
 
     fn partition_names(&self) -> Vec<&str> {
-        self.files
-            .partitions
+        self.pin
+            .partition_columns
             .iter()
-            .map(|(f, _)| f.name().as_str())
+            .map(String::as_str)
             .collect()
+    }
+
+    /// The version's file list, opened now if this table was decoded from a plan.
+    async fn files(&self) -> DfResult<&Arc<FileList>> {
+        self.files
+            .get_or_try_init(|| async {
+                let storage = self.storage.clone().unwrap_or_default();
+                let files = open_pinned(&self.pin, &storage).await?;
+                if files.schema.fields() != self.schema.fields() {
+                    return Err(DataFusionError::Execution(format!(
+                        "version {} of {} does not have the columns the query was planned with",
+                        self.pin.version, self.pin.table_url
+                    )));
+                }
+                Ok(files)
+            })
+            .await
     }
 
     /// Which files the filters leave: partition filters decided exactly on each file's
     /// partition values, the others by each file's statistics.
-    fn selected_files(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<bool>> {
-        let mut keep = vec![true; self.files.len()];
+    fn selected_files(
+        &self,
+        files: &FileList,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> DfResult<Vec<bool>> {
+        let mut keep = vec![true; files.len()];
         let partition_names = self.partition_names();
         let (on_partitions, on_data): (Vec<Expr>, Vec<Expr>) = filters
             .iter()
             .cloned()
             .partition(|f| expr_applicable_for_cols(&partition_names, f));
         if let Some(predicate) = conjunction(on_partitions) {
-            let batch = self.files.partition_batch()?;
+            let batch = files.partition_batch()?;
             let df_schema = DFSchema::try_from(batch.schema())?;
             let predicate = state.create_physical_expr(predicate, &df_schema)?;
             let matched = predicate.evaluate(&batch)?.into_array(batch.num_rows())?;
@@ -344,7 +451,7 @@ impl SnapshotTable {
                 .with_file_schema(Arc::clone(&self.schema))
                 .try_build(predicate);
             if let Ok(pruning) = pruning {
-                if let Ok(may_match) = pruning.prune(self.files.as_ref()) {
+                if let Ok(may_match) = pruning.prune(files) {
                     for (keep, may_match) in keep.iter_mut().zip(may_match) {
                         *keep &= may_match;
                     }
@@ -356,8 +463,7 @@ impl SnapshotTable {
 
     /// Statistics of the selected files in scan order: rows, nulls, and min/max (exact for
     /// partition columns, integers and dates; bounds for the rest).
-    fn statistics_of(&self, selected: &BooleanArray) -> DfResult<Statistics> {
-        let files = &self.files;
+    fn statistics_of(files: &FileList, selected: &BooleanArray) -> DfResult<Statistics> {
         let rows = match &files.rows {
             Some(rows) => {
                 let rows = cast(&filter_array(rows, selected)?, &DataType::UInt64)?;
@@ -495,14 +601,15 @@ impl TableProvider for SnapshotTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let mut keep = self.selected_files(state, filters)?;
+        let files = self.files().await?;
+        let mut keep = self.selected_files(files, state, filters)?;
         // When every filter was decided per file, a limit needs only the first kept files
         // holding that many rows.
         let partition_names = self.partition_names();
         let all_exact = filters
             .iter()
             .all(|f| expr_applicable_for_cols(&partition_names, f));
-        if let (Some(limit), true, Some(rows)) = (limit, all_exact, &self.files.rows) {
+        if let (Some(limit), true, Some(rows)) = (limit, all_exact, &files.rows) {
             let rows = cast(rows, &DataType::UInt64)?;
             if let Some(rows) = rows.as_any().downcast_ref::<UInt64Array>() {
                 let mut seen = 0u64;
@@ -518,7 +625,6 @@ impl TableProvider for SnapshotTable {
             Some(columns) => columns.iter().map(|&i| self.scan_index[i]).collect(),
             None => self.scan_index.clone(),
         };
-        let files = &self.files;
         let partitioned: Vec<PartitionedFile> = keep
             .iter()
             .enumerate()
@@ -526,7 +632,9 @@ impl TableProvider for SnapshotTable {
             .map(|(i, _)| {
                 let mut file = PartitionedFile::from(ObjectMeta {
                     location: files.locations[i].clone(),
-                    last_modified: chrono::DateTime::<chrono::Utc>::MIN_UTC,
+                    // A fixed instant: the path names an immutable file, and plans sent to Ballista
+                    // must carry a timestamp protobuf can hold.
+                    last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
                     size: files.sizes[i],
                     e_tag: None,
                     version: None,
@@ -546,7 +654,7 @@ impl TableProvider for SnapshotTable {
             };
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
-        let statistics = self.statistics_of(&BooleanArray::from(keep))?;
+        let statistics = Self::statistics_of(files, &BooleanArray::from(keep))?;
         let groups = FileGroup::new(partitioned).split_files(state.config().target_partitions());
         let source = Arc::new(ParquetSource::new(self.scan_schema.clone()));
         let config = FileScanConfigBuilder::new(files.store.clone(), source)

@@ -18,6 +18,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::DeltaTable;
 
+use crate::distributed::QueryEngine;
 use crate::error::Result;
 use crate::ledger;
 use crate::warehouse::{Namespace, Warehouse};
@@ -84,10 +85,8 @@ impl WarehouseSession {
         // Keep token positions so errors can point at the part of the statement at fault.
         let mut config = config;
         config.options_mut().sql_parser.collect_spans = true;
-        let ctx = SessionContext::new_with_config_rt(
-            config,
-            runtime_for(&warehouse, options.memory_limit)?,
-        );
+        let runtime = runtime_for(&warehouse, options.memory_limit)?;
+        let ctx = new_context(config, runtime, warehouse.query_engine())?;
         crate::functions::register(&ctx);
         crate::runwise::register(&ctx);
         ctx.register_udtf(
@@ -276,9 +275,24 @@ impl WarehouseSession {
     }
 }
 
+/// A context whose queries run on `engine`: here, or planned here and run on a Ballista
+/// cluster (every table pinned at the version planned on).
+pub fn new_context(
+    config: SessionConfig,
+    runtime: Arc<RuntimeEnv>,
+    engine: &QueryEngine,
+) -> Result<SessionContext> {
+    Ok(match engine {
+        QueryEngine::Local => SessionContext::new_with_config_rt(config, runtime),
+        QueryEngine::Ballista { host, port } => SessionContext::new_with_state(
+            crate::distributed::client_state(config, runtime, host, *port)?,
+        ),
+    })
+}
+
 /// tidemark's own DataFusion settings, each as (option, value, why). An environment variable
 /// named after the option (`DATAFUSION_EXECUTION_PARQUET_BLOOM_FILTER_ON_READ=true`) wins.
-const TIDEMARK_OPTIONS: &[(&str, &str, &str)] = &[(
+pub(crate) const TIDEMARK_OPTIONS: &[(&str, &str, &str)] = &[(
     "datafusion.execution.parquet.bloom_filter_on_read",
     "false",
     "a slice file holds one account and a compacted file every account of its day, so an \

@@ -79,6 +79,32 @@ pub struct StorageConfig {
     pub retry: RetryBudget,
 }
 
+/// Options for opening a table at `url` (anywhere, not only under one warehouse's root) with
+/// `config`: S3 credentials and timeouts for `s3://`, none for a local path. Registers the
+/// `s3://` handlers first. Used where only a URL travels, such as a plan pinned on a Ballista
+/// scheduler.
+pub fn table_options(url: &Url, config: &StorageConfig) -> HashMap<String, String> {
+    REGISTER_S3.call_once(register_s3_handlers);
+    match url.scheme() {
+        "s3" | "s3a" => s3_options(config),
+        _ => HashMap::new(),
+    }
+}
+
+/// An object store for the bucket of an `s3://` URL, with `config`'s credentials and
+/// timeouts; `None` for other schemes.
+pub fn s3_store(url: &Url, config: &StorageConfig) -> Result<Option<Arc<dyn ObjectStore>>> {
+    if !matches!(url.scheme(), "s3" | "s3a") {
+        return Ok(None);
+    }
+    let bucket = url.host_str().unwrap_or_default();
+    let store = s3_client(bucket, &s3_options(config)).map_err(|e| Error::InvalidWarehouseUrl {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(Arc::new(store)))
+}
+
 /// A parsed warehouse location.
 #[derive(Debug, Clone)]
 pub enum Location {

@@ -17,6 +17,7 @@ use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use url::Url;
 
+use crate::distributed::QueryEngine;
 use crate::error::{Error, Result};
 use crate::replace::{table_layout, ReplaceSlices, SliceIndex};
 
@@ -82,6 +83,8 @@ pub struct Warehouse {
     /// Parquet footers, so a session made per statement (`tidemark serve`) does not read every
     /// scanned file's footer again. Sessions with a memory limit get a pool of their own.
     query_runtime: Arc<RuntimeEnv>,
+    /// Where the queries of sessions and mart refreshes over this handle run.
+    query_engine: QueryEngine,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -104,7 +107,19 @@ impl Warehouse {
             writable: Arc::default(),
             snapshots: Arc::default(),
             query_runtime: RuntimeEnvBuilder::new().build_arc()?,
+            query_engine: QueryEngine::Local,
         })
+    }
+
+    /// This handle with its queries run on `engine` (writes stay in this process).
+    pub fn with_query_engine(mut self, engine: QueryEngine) -> Self {
+        self.query_engine = engine;
+        self
+    }
+
+    /// Where the queries of sessions and mart refreshes over this handle run.
+    pub fn query_engine(&self) -> &QueryEngine {
+        &self.query_engine
     }
 
     /// The runtime every query session over this handle shares (object stores, Parquet

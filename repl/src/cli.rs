@@ -122,6 +122,32 @@ pub enum Command {
     /// cpi(spend, installs), cpa(spend, conversions), roas(revenue, spend), ratio(a, b).
     #[command(verbatim_doc_comment)]
     Mart(crate::commands::mart::MartArgs),
+    /// Run a Ballista cluster's roles with tidemark built in, for queries too big for one
+    /// machine: a scheduler, and executors on each machine. Clients send queries with
+    /// `--engine ballista://HOST:PORT` (sql, serve, mart) or [engine] in tidemark.toml.
+    /// Writes always stay in the client process.
+    Ballista(crate::commands::ballista::BallistaArgs),
+}
+
+/// Where queries run.
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// Where queries run: `local` (this process) or `ballista://HOST:PORT`, a cluster started
+    /// with `tidemark ballista scheduler` and `tidemark ballista executor`. Overrides [engine]
+    /// ballista in tidemark.toml. Each table is read at the version planned on; writes (mart
+    /// commits) stay in this process.
+    #[arg(long, env = "TIDEMARK_ENGINE", value_name = "ENGINE")]
+    pub engine: Option<engine::distributed::QueryEngine>,
+}
+
+impl EngineArgs {
+    /// `warehouse` with its queries on the engine chosen here, if one is.
+    pub fn apply(&self, warehouse: engine::Warehouse) -> engine::Warehouse {
+        match &self.engine {
+            Some(engine) => warehouse.with_query_engine(engine.clone()),
+            None => warehouse,
+        }
+    }
 }
 
 /// Where the warehouse is.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use connectors::config::ProjectConfig;
+use engine::distributed::QueryEngine;
 
 /// Where the project and its warehouse are.
 #[derive(Debug, Clone, Args)]
@@ -70,9 +71,42 @@ impl ProjectArgs {
             retry: retry_budget(config.other.get("storage"), |key| std::env::var(key).ok())?,
             ..Default::default()
         };
-        engine::Warehouse::open(&url, &storage)
+        let engine = query_engine(config.other.get("engine"))?;
+        let warehouse = engine::Warehouse::open(&url, &storage)
             .await
-            .with_context(|| format!("opening warehouse {url}"))
+            .with_context(|| format!("opening warehouse {url}"))?;
+        Ok(warehouse.with_query_engine(engine))
+    }
+}
+
+/// `[engine]` of tidemark.toml: where queries run when no --engine is given.
+///
+/// ```toml
+/// [engine]
+/// ballista = "sched-host:50050"   # or "ballista://sched-host:50050"; absent: in this process
+/// ```
+pub fn query_engine(section: Option<&toml::Value>) -> anyhow::Result<QueryEngine> {
+    let Some(section) = section else {
+        return Ok(QueryEngine::Local);
+    };
+    let toml::Value::Table(table) = section else {
+        bail!("[engine] in tidemark.toml must be a table");
+    };
+    if let Some(key) = table.keys().find(|k| k.as_str() != "ballista") {
+        bail!("[engine] has no key '{key}' (known: ballista = \"HOST:PORT\")");
+    }
+    match table.get("ballista") {
+        None => Ok(QueryEngine::Local),
+        Some(toml::Value::String(address)) => {
+            let url = if address.starts_with("ballista://") {
+                address.clone()
+            } else {
+                format!("ballista://{address}")
+            };
+            url.parse()
+                .with_context(|| format!("[engine] ballista = {address:?} in tidemark.toml"))
+        }
+        Some(other) => bail!("[engine] ballista = {other} must be a string like \"HOST:PORT\""),
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use chrono::{DateTime, NaiveDate, Utc};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use object_store::path::Path;
@@ -192,8 +192,13 @@ fn day_list(days: &BTreeSet<NaiveDate>) -> String {
 
 /// A query context holding the inputs at their pinned versions and the ratio functions.
 async fn pinned_context(warehouse: &Warehouse, inputs: &[Input]) -> Result<SessionContext> {
-    let ctx = SessionContext::new();
+    let ctx = crate::session::new_context(
+        SessionConfig::new(),
+        warehouse.query_runtime().clone(),
+        warehouse.query_engine(),
+    )?;
     crate::functions::register(&ctx);
+    crate::runwise::register(&ctx);
     for input in inputs {
         crate::session::register_version(
             &ctx,

@@ -24,6 +24,8 @@ pub enum MartCommand {
     Refresh {
         #[command(flatten)]
         project: ProjectArgs,
+        #[command(flatten)]
+        engine: crate::cli::EngineArgs,
         /// Marts to refresh (default: all).
         names: Vec<String>,
         /// Rebuild from scratch instead of recomputing changed days.
@@ -36,6 +38,8 @@ pub enum MartCommand {
     Test {
         #[command(flatten)]
         project: ProjectArgs,
+        #[command(flatten)]
+        engine: crate::cli::EngineArgs,
         /// Marts to test (default: all).
         names: Vec<String>,
         /// "Today" for freshness tests (default: the current UTC date).
@@ -85,11 +89,13 @@ pub async fn run(args: MartArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         MartCommand::Refresh {
             project,
+            engine,
             names,
             full,
             format,
         } => {
             let (marts, warehouse) = open(&project).await?;
+            let warehouse = engine.apply(warehouse);
             anyhow::ensure!(
                 !marts.is_empty(),
                 "{} has no *.sql marts (tidemark init writes examples)",
@@ -129,11 +135,13 @@ pub async fn run(args: MartArgs) -> anyhow::Result<ExitCode> {
         }
         MartCommand::Test {
             project,
+            engine,
             names,
             today,
             format,
         } => {
             let (marts, warehouse) = open(&project).await?;
+            let warehouse = engine.apply(warehouse);
             let today = today.unwrap_or_else(|| chrono::Utc::now().date_naive());
             let chosen = selection(&names);
             let session = WarehouseSession::new(warehouse).await?;

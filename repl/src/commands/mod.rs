@@ -1,5 +1,6 @@
 //! Subcommands. Each module exports its `Args` and an async `run`.
 
+pub mod ballista;
 pub mod compact;
 pub mod demo;
 pub mod doctor;
@@ -23,6 +24,7 @@ use crate::cli::Command;
 /// Run one subcommand.
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Ballista(args) => ballista::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Doctor(args) => doctor::run(args).await,
         Command::Compact(args) => compact::run(args).await,

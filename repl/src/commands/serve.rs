@@ -20,6 +20,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub project: ProjectArgs,
 
+    #[command(flatten)]
+    pub engine: crate::cli::EngineArgs,
+
     /// Address to listen on (port 0 picks a free one); overrides [serve] addr.
     #[arg(long)]
     pub addr: Option<String>,
@@ -58,7 +61,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = &args.metrics_addr {
         serve.metrics_addr = Some(addr.clone());
     }
-    let warehouse = args.project.open(&config).await?;
+    let warehouse = args.engine.apply(args.project.open(&config).await?);
     let auth =
         Arc::new(Authenticator::new(&flight.users, serve.token_ttl).map_err(anyhow::Error::msg)?);
     let service = TidemarkFlightSql::new(warehouse.clone(), auth.clone(), serve.clone());

@@ -17,6 +17,9 @@ pub struct SqlArgs {
     #[command(flatten)]
     pub project: ProjectArgs,
 
+    #[command(flatten)]
+    pub engine: crate::cli::EngineArgs,
+
     /// A SQL statement to run; repeat to run several in order. Stops at the first error.
     #[arg(short = 'c', long = "command")]
     pub commands: Vec<String>,
@@ -107,7 +110,7 @@ async fn open(project: &ProjectArgs) -> anyhow::Result<engine::Warehouse> {
 
 pub async fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
     let input = input(&args)?;
-    let warehouse = open(&args.project).await?;
+    let warehouse = args.engine.apply(open(&args.project).await?);
     let options = engine::session::SessionOptions {
         as_of: args.as_of,
         ..Default::default()

@@ -3,127 +3,14 @@
 //! syncs leave it, a compacted copy, the `accounts` dimension seed, and the record that lets
 //! `--reuse` measure them again.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use chrono::NaiveDate;
-use connectors::normalize::{self, AdRow};
 use engine::maintenance::{self, CompactOptions, Settled};
-use engine::{Namespace, SliceKey, StorageConfig, Warehouse};
+use engine::{Namespace, StorageConfig, Warehouse};
 
-use super::Size;
-
-pub(super) const SOURCES: [&str; 4] = ["meta", "google_ads", "naver_search_ad", "kakao_moment"];
-pub(super) const FIRST_DAY: (i32, u32, u32) = (2026, 6, 1);
-
-pub(super) fn first_day() -> NaiveDate {
-    NaiveDate::from_ymd_opt(FIRST_DAY.0, FIRST_DAY.1, FIRST_DAY.2).expect("valid date")
-}
-
-/// A stable pseudo-random number.
-pub(super) fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// One (source, account, day) slice: every ad of the account, a third of them idle that day,
-/// spend long-tailed (a few ads take most of it).
-pub(super) fn slice_rows(source: usize, account: usize, day: NaiveDate, ads: usize) -> Vec<AdRow> {
-    let d = day.to_epoch_days() as u64;
-    (0..ads)
-        .map(|ad| {
-            let h = mix((source as u64) << 48 ^ (account as u64) << 24 ^ (ad as u64) << 8 ^ d);
-            let idle = h.is_multiple_of(3);
-            // Long tail: spend ∝ 1/(rank+1) with noise.
-            let weight = 1_000_000 / (ad as i64 + 1);
-            let impressions = if idle {
-                0
-            } else {
-                50 + (h >> 8) as i64 % (weight / 20 + 1)
-            };
-            let clicks = impressions * ((h >> 20) % 40) as i64 / 1000;
-            let installs = clicks * ((h >> 28) % 12) as i64 / 100;
-            let spend = i128::from(clicks) * i128::from(100_000 + (h >> 36) as i64 % 900_000);
-            AdRow {
-                account_id: format!("acct{account:04}"),
-                date: Some(day),
-                account_name: Some(format!("Account {account}")),
-                campaign_id: Some(format!("s{source}a{account}c{}", ad % 12)),
-                campaign_name: Some(format!("Campaign {}", ad % 12)),
-                ad_group_id: Some(format!("s{source}a{account}g{}", ad % 40)),
-                ad_group_name: None,
-                ad_id: Some(format!("s{source}a{account}ad{ad}")),
-                ad_name: None,
-                currency: Some(
-                    if account.is_multiple_of(3) {
-                        "USD"
-                    } else {
-                        "KRW"
-                    }
-                    .into(),
-                ),
-                impressions: Some(impressions),
-                clicks: Some(clicks),
-                spend: Some(spend),
-                conversions: Some(installs as f64 * 0.4),
-                installs: Some(installs),
-                revenue: Some(spend * i128::from((h >> 44) as i64 % 300) / 100),
-            }
-        })
-        .collect()
-}
-
-/// Write the fragmented layout: one replace per (source, day) covering every account.
-/// Returns the first and the last table version.
-pub(super) async fn generate(warehouse: &Warehouse, size: &Size) -> anyhow::Result<(u64, u64)> {
-    let started = Instant::now();
-    let mut versions = (u64::MAX, 0);
-    for (s, source) in SOURCES.iter().take(size.sources).enumerate() {
-        for d in 0..size.days {
-            let day = first_day() + chrono::Days::new(u64::from(d));
-            let mut batches = Vec::new();
-            for a in 0..size.accounts {
-                batches.push(
-                    normalize::ad_performance_batch(source, &slice_rows(s, a, day, size.ads))
-                        .map_err(anyhow::Error::msg)?,
-                );
-            }
-            let report = warehouse
-                .replace_slices(engine::model::AD_PERFORMANCE)
-                .with_slices(
-                    (0..size.accounts).map(|a| SliceKey::new(*source, format!("acct{a:04}"), day)),
-                )
-                .with_rows(batches)
-                .await?;
-            versions.0 = versions.0.min(report.version);
-            versions.1 = versions.1.max(report.version);
-        }
-        eprintln!(
-            "  {source}: {} days written ({:.0} s so far)",
-            size.days,
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(versions)
-}
-
-/// The `accounts` dimension as a seed CSV.
-pub(super) fn write_accounts_seed(dir: &Path, size: &Size) -> anyhow::Result<PathBuf> {
-    let seeds = dir.join("seeds");
-    std::fs::create_dir_all(&seeds)?;
-    let mut csv = String::from("account_id,region,tier\n");
-    for a in 0..size.accounts {
-        let region = ["KR", "JP", "US", "SEA"][a % 4];
-        let tier = ["enterprise", "growth", "long_tail"][mix(a as u64) as usize % 3];
-        csv.push_str(&format!("acct{a:04},{region},{tier}\n"));
-    }
-    let path = seeds.join("accounts.csv");
-    std::fs::write(&path, csv)?;
-    Ok(path)
-}
+use tidemark_bench::suite::{first_day, generate, write_accounts_seed, Size};
 
 /// Copy a directory tree.
 pub(super) fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
@@ -241,30 +128,4 @@ pub(super) async fn dataset(dir: &Path, size: &Size, reuse: bool) -> anyhow::Res
     };
     std::fs::write(&marker, serde_json::to_string(&data)?)?;
     Ok(data)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generation_is_deterministic_and_long_tailed() {
-        let day = first_day();
-        let a = slice_rows(1, 2, day, 210);
-        let b = slice_rows(1, 2, day, 210);
-        assert_eq!(
-            a.iter().map(|r| r.spend).collect::<Vec<_>>(),
-            b.iter().map(|r| r.spend).collect::<Vec<_>>()
-        );
-        let idle = a.iter().filter(|r| r.impressions == Some(0)).count();
-        assert!(idle > 40 && idle < 110, "{idle} idle of 210");
-        let spend: Vec<i128> = a.iter().map(|r| r.spend.unwrap_or(0)).collect();
-        let top: i128 = spend.iter().take(20).sum();
-        let all: i128 = spend.iter().sum();
-        assert!(
-            top * 3 > all,
-            "the first 20 of 210 ads take several times their tenth (uniform: ~10%): {top} of {all}"
-        );
-        assert_eq!(Size::named("small").unwrap().rows(), 1_008_000);
-    }
 }

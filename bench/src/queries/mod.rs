@@ -37,80 +37,10 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use engine::{StorageConfig, Warehouse, WarehouseSession};
 use tonic::transport::Channel;
 
-use data::{active_files, dataset, first_day};
+use data::{active_files, dataset};
+pub use tidemark_bench::suite::{first_day, statements, Size};
 use peers::{run_peer, Peer};
 use report::{render, render_ingest, write_chart};
-
-/// How much data a run generates.
-#[derive(Debug, Clone, Copy)]
-pub struct Size {
-    pub name: &'static str,
-    pub sources: usize,
-    pub accounts: usize,
-    pub days: u32,
-    /// Ads per account (each reports every day it is live).
-    pub ads: usize,
-    /// The ingest comparison: simulated Meta accounts (1–4) × days of pages.
-    pub ingest: (usize, u64),
-}
-
-impl Size {
-    pub fn named(name: &str) -> anyhow::Result<Self> {
-        let (sources, accounts, days, ads, ingest) = match name {
-            // ~25 k rows: to try the suite out.
-            "tiny" => (4, 8, 35, 90, (1, 14)),
-            // ~1 M rows: the CI smoke size.
-            "small" => (4, 20, 60, 210, (4, 60)),
-            // ~20 M rows.
-            "medium" => (4, 200, 120, 210, (4, 365)),
-            // ~100 M rows.
-            "large" => (4, 500, 240, 210, (4, 730)),
-            other => anyhow::bail!("size {other:?}: use tiny, small, medium or large"),
-        };
-        Ok(Size {
-            name: match name {
-                "tiny" => "tiny",
-                "small" => "small",
-                "medium" => "medium",
-                _ => "large",
-            },
-            sources,
-            accounts,
-            days,
-            ads,
-            ingest,
-        })
-    }
-
-    pub fn rows(&self) -> usize {
-        self.sources * self.accounts * self.days as usize * self.ads
-    }
-}
-
-/// The benchmark's statements: (name, SQL, whether DuckDB can run it too).
-pub fn statements(size: &Size, versions: (u64, u64)) -> Vec<(&'static str, String, bool)> {
-    let last = first_day() + chrono::Days::new(u64::from(size.days) - 1);
-    let month_ago = last - chrono::Days::new(29);
-    let week_ago = last - chrono::Days::new(6);
-    vec![
-        ("spend by source and day", "SELECT source, date, sum(spend) AS spend FROM ad_performance GROUP BY source, date ORDER BY source, date".to_string(), true),
-        ("ROAS by campaign", "SELECT campaign_id, CAST(sum(revenue) AS DOUBLE) / nullif(CAST(sum(spend) AS DOUBLE), 0) AS roas FROM ad_performance GROUP BY campaign_id ORDER BY roas DESC NULLS LAST, campaign_id LIMIT 20".to_string(), true),
-        ("top ads by CPI", "SELECT ad_id, CAST(sum(spend) AS DOUBLE) / sum(installs) AS cpi FROM ad_performance GROUP BY ad_id HAVING sum(installs) > 0 ORDER BY cpi, ad_id LIMIT 20".to_string(), true),
-        ("30-day account window", format!("SELECT date, sum(impressions) AS impressions, sum(clicks) AS clicks, sum(spend) AS spend FROM ad_performance WHERE account_id = 'acct0007' AND date BETWEEN DATE '{month_ago}' AND DATE '{last}' GROUP BY date ORDER BY date"), true),
-        ("week-over-week deltas", "WITH w AS (SELECT source, date_trunc('week', date) AS week, sum(spend) AS spend FROM ad_performance GROUP BY source, date_trunc('week', date)) SELECT source, week, spend, spend - lag(spend) OVER (PARTITION BY source ORDER BY week) AS delta FROM w ORDER BY source, week".to_string(), true),
-        ("rolling 7-day installs", "WITH d AS (SELECT date, sum(installs) AS installs FROM ad_performance GROUP BY date) SELECT date, sum(installs) OVER (ORDER BY date ROWS BETWEEN 6 PRECEDING AND CURRENT ROW) AS installs_7d FROM d ORDER BY date".to_string(), true),
-        ("distinct active ads", "SELECT date, count(DISTINCT ad_id) AS active_ads FROM ad_performance WHERE impressions > 0 GROUP BY date ORDER BY date".to_string(), true),
-        ("CTR by account and month", "SELECT account_id, date_trunc('month', date) AS month, CAST(sum(clicks) AS DOUBLE) / nullif(sum(impressions), 0) AS ctr FROM ad_performance GROUP BY account_id, date_trunc('month', date) ORDER BY account_id, month".to_string(), true),
-        ("one account's last week", format!("SELECT * FROM ad_performance WHERE account_id = 'acct0003' AND date >= DATE '{week_ago}' ORDER BY date, ad_id"), true),
-        ("count", "SELECT count(*) AS n FROM ad_performance".to_string(), true),
-        ("join to account dimension", "SELECT a.region, a.tier, sum(p.spend) AS spend, sum(p.installs) AS installs FROM ad_performance p JOIN accounts a ON p.account_id = a.account_id GROUP BY a.region, a.tier ORDER BY a.region, a.tier".to_string(), true),
-        ("cost per install by source and month", "SELECT source, date_trunc('month', date) AS month, CAST(sum(spend) AS DOUBLE) / nullif(sum(installs), 0) AS cpi FROM ad_performance GROUP BY source, date_trunc('month', date) ORDER BY source, month".to_string(), true),
-        ("time travel: two versions compared", format!(
-            "SELECT n.source, sum(n.spend) - sum(o.spend) AS change FROM (SELECT source, sum(spend) AS spend FROM ad_performance VERSION AS OF {} GROUP BY source) n JOIN (SELECT source, sum(spend) AS spend FROM ad_performance VERSION AS OF {} GROUP BY source) o ON n.source = o.source GROUP BY n.source ORDER BY n.source",
-            versions.1, versions.0
-        ), false),
-    ]
-}
 
 /// Median of `runs` timed runs of `run` (after one warm-up); and the row count it returned.
 pub(crate) async fn median_of<F, Fut>(runs: usize, mut run: F) -> anyhow::Result<(Duration, usize)>

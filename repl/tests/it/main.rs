@@ -1,6 +1,7 @@
 //! Integration tests that drive the real `tidemark` binary.
 
 mod attributed_mart;
+mod ballista;
 mod crash;
 mod demo;
 mod distributed;

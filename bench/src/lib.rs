@@ -1,0 +1,3 @@
+//! What the benchmark shares with tests: its query suite and the data it runs on ([`suite`]).
+
+pub mod suite;

@@ -26,6 +26,7 @@
 //! - [`scan`]: how a query reads one table version (file list, pruning, Parquet scan).
 //! - [`distributed`]: queries on a Ballista cluster (plan codec, functions, object stores);
 //!   writes stay on one coordinator.
+//! - [`file_cache`]: the warm cache of a remote warehouse's data files (LRU, bounded in bytes).
 //! - [`failpoint`]: named points where crash tests freeze the process.
 //!
 //! # Key decision
@@ -37,6 +38,7 @@ pub mod audit;
 pub mod distributed;
 pub mod error;
 pub mod failpoint;
+pub mod file_cache;
 pub mod functions;
 pub mod inspect;
 pub mod lease;

@@ -43,7 +43,10 @@ pub fn udfs() -> Vec<Arc<ScalarUDF>> {
         .iter()
         .filter_map(|&(name, argument)| {
             let inner = defaults.iter().find(|f| f.name() == name)?.clone();
-            Some(Arc::new(ScalarUDF::new_from_impl(Runwise { inner, argument })))
+            Some(Arc::new(ScalarUDF::new_from_impl(Runwise {
+                inner,
+                argument,
+            })))
         })
         .collect()
 }

@@ -26,11 +26,13 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::stats::Precision;
 use datafusion::common::{Column, ColumnStatistics, DFSchema, ScalarValue, Statistics};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::helpers::expr_applicable_for_cols;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::{
+    CachedParquetFileReaderFactory, ParquetFileReaderFactory,
+};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -45,6 +47,7 @@ use deltalake::DeltaTable;
 use object_store::path::Path;
 use object_store::ObjectMeta;
 
+use crate::file_cache::{CachingReaderFactory, FileCache};
 use crate::storage::StorageConfig;
 
 /// File lists kept per table version; a dashboard's statements read the same few versions.
@@ -102,7 +105,12 @@ async fn open_pinned(pin: &PinnedVersion, storage: &StorageConfig) -> DfResult<A
                 pin.version, pin.table_url
             ))
         })?;
-    let id = table.snapshot().map_err(external)?.metadata().id().to_string();
+    let id = table
+        .snapshot()
+        .map_err(external)?
+        .metadata()
+        .id()
+        .to_string();
     if id != pin.table_id {
         return Err(DataFusionError::Execution(format!(
             "{} was dropped and created again after the query was planned; run the query again",
@@ -135,6 +143,9 @@ pub struct FileList {
     store: ObjectStoreUrl,
     locations: Vec<Path>,
     sizes: Vec<u64>,
+    /// Each file's modification time (ms) as its add action records it: with the path and
+    /// size, the file's identity for caches.
+    modified_ms: Vec<i64>,
     /// Rows per file, when every file's statistics carry them.
     rows: Option<ArrayRef>,
     /// Per partition column (in table order): its field and one value per file.
@@ -203,11 +214,13 @@ impl FileList {
         let log_data = state.snapshot().log_data();
         let mut locations = Vec::with_capacity(log_data.num_files());
         let mut sizes = Vec::with_capacity(log_data.num_files());
+        let mut modified_ms = Vec::with_capacity(log_data.num_files());
         let mut rows = Vec::with_capacity(log_data.num_files());
         for file in log_data.iter() {
             let relative = file.object_store_path();
             locations.push(Path::from_iter(root_path.parts().chain(relative.parts())));
             sizes.push(file.size().max(0) as u64);
+            modified_ms.push(file.modification_time());
             rows.push(file.num_records().map(|n| n as u64));
         }
         let typed = |array: Option<ArrayRef>, data_type: &DataType| -> Option<ArrayRef> {
@@ -247,6 +260,7 @@ impl FileList {
             store,
             locations,
             sizes,
+            modified_ms,
             rows,
             partitions,
             columns,
@@ -387,6 +401,36 @@ impl SnapshotTable {
             files: tokio::sync::OnceCell::new(),
             storage,
         }
+    }
+
+    /// The Parquet source of a scan, as DataFusion's Parquet format would make it (the
+    /// session's Parquet options, footers through the runtime's metadata cache), reading data
+    /// through the warehouse's file cache when the session has one and the files are remote.
+    fn parquet_source(
+        &self,
+        state: &dyn Session,
+        store_url: &ObjectStoreUrl,
+    ) -> DfResult<Arc<ParquetSource>> {
+        let options = state.table_options().parquet.clone();
+        let hint = options.global.metadata_size_hint;
+        let runtime = state.runtime_env();
+        let store = runtime.object_store(store_url)?;
+        let footers = runtime.cache_manager.get_file_metadata_cache();
+        let cache = state
+            .config()
+            .get_extension::<FileCache>()
+            .filter(|_| store_url.as_str() != "file:///");
+        let factory: Arc<dyn ParquetFileReaderFactory> = match cache {
+            Some(cache) => Arc::new(CachingReaderFactory::new(store, cache, footers)),
+            None => Arc::new(CachedParquetFileReaderFactory::new(store, footers)),
+        };
+        let mut source = ParquetSource::new(self.scan_schema.clone())
+            .with_table_parquet_options(options)
+            .with_parquet_file_reader_factory(factory);
+        if let Some(hint) = hint {
+            source = source.with_metadata_size_hint(hint);
+        }
+        Ok(Arc::new(source))
     }
 
     fn partition_names(&self) -> Vec<&str> {
@@ -632,9 +676,10 @@ impl TableProvider for SnapshotTable {
             .map(|(i, _)| {
                 let mut file = PartitionedFile::from(ObjectMeta {
                     location: files.locations[i].clone(),
-                    // A fixed instant: the path names an immutable file, and plans sent to Ballista
-                    // must carry a timestamp protobuf can hold.
-                    last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+                    // As the add action records it: with path and size, what the footer
+                    // and file caches know the file by.
+                    last_modified: chrono::DateTime::from_timestamp_millis(files.modified_ms[i])
+                        .unwrap_or_default(),
                     size: files.sizes[i],
                     e_tag: None,
                     version: None,
@@ -656,14 +701,13 @@ impl TableProvider for SnapshotTable {
         }
         let statistics = Self::statistics_of(files, &BooleanArray::from(keep))?;
         let groups = FileGroup::new(partitioned).split_files(state.config().target_partitions());
-        let source = Arc::new(ParquetSource::new(self.scan_schema.clone()));
+        let source = self.parquet_source(state, &files.store)?;
         let config = FileScanConfigBuilder::new(files.store.clone(), source)
             .with_file_groups(groups)
             .with_statistics(statistics)
             .with_projection_indices(Some(scan_projection))?
             .with_limit(limit)
             .build();
-        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
-        format.create_physical_plan(state, config).await
+        Ok(DataSourceExec::from_data_source(config))
     }
 }

@@ -83,7 +83,10 @@ impl WarehouseSession {
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
             .with_information_schema(true);
         // Keep token positions so errors can point at the part of the statement at fault.
-        let mut config = config;
+        let mut config = match warehouse.file_cache() {
+            Some(cache) => config.with_extension(Arc::clone(cache)),
+            None => config,
+        };
         config.options_mut().sql_parser.collect_spans = true;
         let runtime = runtime_for(&warehouse, options.memory_limit)?;
         let ctx = new_context(config, runtime, warehouse.query_engine())?;

@@ -77,7 +77,14 @@ pub struct StorageConfig {
     pub options: HashMap<String, String>,
     /// Retries and timeouts of object store requests.
     pub retry: RetryBudget,
+    /// Bytes of data files a remote (S3) warehouse keeps in memory for queries
+    /// ([`crate::file_cache`]); `None`: [`DEFAULT_CACHE_BYTES`], 0: no cache. Local
+    /// warehouses have none (the operating system caches their files).
+    pub cache_bytes: Option<u64>,
 }
+
+/// The warm cache of a remote warehouse unless configured: 512 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 512 << 20;
 
 /// Options for opening a table at `url` (anywhere, not only under one warehouse's root) with
 /// `config`: S3 credentials and timeouts for `s3://`, none for a local path. Registers the

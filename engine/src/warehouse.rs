@@ -19,6 +19,7 @@ use url::Url;
 
 use crate::distributed::QueryEngine;
 use crate::error::{Error, Result};
+use crate::file_cache::FileCache;
 use crate::replace::{table_layout, ReplaceSlices, SliceIndex};
 
 type IndexHandle = Arc<tokio::sync::Mutex<SliceIndex>>;
@@ -85,6 +86,8 @@ pub struct Warehouse {
     query_runtime: Arc<RuntimeEnv>,
     /// Where the queries of sessions and mart refreshes over this handle run.
     query_engine: QueryEngine,
+    /// Data files of a remote warehouse kept for queries (none for a local one).
+    file_cache: Option<Arc<FileCache>>,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -101,6 +104,11 @@ impl Warehouse {
         let storage = Storage::resolve(url, config)?;
         storage.check_reachable().await?;
         tracing::debug!(warehouse = %storage.root(), "opened warehouse");
+        let cache_bytes = config
+            .cache_bytes
+            .unwrap_or(crate::storage::DEFAULT_CACHE_BYTES);
+        let remote = !matches!(storage.location(), crate::storage::Location::Local(_));
+        let file_cache = (remote && cache_bytes > 0).then(|| FileCache::new(cache_bytes));
         Ok(Warehouse {
             storage,
             indexes: Arc::default(),
@@ -108,7 +116,14 @@ impl Warehouse {
             snapshots: Arc::default(),
             query_runtime: RuntimeEnvBuilder::new().build_arc()?,
             query_engine: QueryEngine::Local,
+            file_cache,
         })
+    }
+
+    /// The warm cache of this warehouse's data files, shared by every session over this
+    /// handle; `None` for a local warehouse or with `cache_bytes = 0`.
+    pub fn file_cache(&self) -> Option<&Arc<FileCache>> {
+        self.file_cache.as_ref()
     }
 
     /// This handle with its queries run on `engine` (writes stay in this process).

@@ -69,6 +69,7 @@ impl ProjectArgs {
         let storage = engine::StorageConfig {
             s3_endpoint: self.s3_endpoint.clone(),
             retry: retry_budget(config.other.get("storage"), |key| std::env::var(key).ok())?,
+            cache_bytes: cache_bytes(config.other.get("storage"), |key| std::env::var(key).ok())?,
             ..Default::default()
         };
         let engine = query_engine(config.other.get("engine"))?;
@@ -77,6 +78,26 @@ impl ProjectArgs {
             .with_context(|| format!("opening warehouse {url}"))?;
         Ok(warehouse.with_query_engine(engine))
     }
+}
+
+/// `cache_mb` of `[storage]` (or `TIDEMARK_STORAGE_CACHE_MB`) in bytes; `None` when unset.
+pub fn cache_bytes(
+    section: Option<&toml::Value>,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<u64>> {
+    let (text, origin) = match env("TIDEMARK_STORAGE_CACHE_MB") {
+        Some(v) => (v, "TIDEMARK_STORAGE_CACHE_MB".to_string()),
+        None => match section.and_then(|s| s.get("cache_mb")) {
+            Some(v) => (v.to_string(), "[storage] cache_mb".to_string()),
+            None => return Ok(None),
+        },
+    };
+    let megabytes: u64 = text
+        .trim()
+        .trim_matches('"')
+        .parse()
+        .with_context(|| format!("{origin} = {text} is not a whole number of MiB"))?;
+    Ok(Some(megabytes << 20))
 }
 
 /// `[engine]` of tidemark.toml: where queries run when no --engine is given.
@@ -118,6 +139,7 @@ pub fn query_engine(section: Option<&toml::Value>) -> anyhow::Result<QueryEngine
 /// retry_timeout = "15s"     # no retry starts later than this after the first attempt
 /// request_timeout = "30s"   # one attempt, to the last byte of the answer
 /// connect_timeout = "5s"
+/// cache_mb = 512            # data files of an S3 warehouse kept in memory for queries (0: none)
 /// ```
 pub fn retry_budget(
     section: Option<&toml::Value>,
@@ -136,10 +158,11 @@ pub fn retry_budget(
             "retry_timeout",
             "request_timeout",
             "connect_timeout",
+            "cache_mb",
         ]
         .contains(&k.as_str())
     }) {
-        bail!("[storage] has no key '{key}' (known: max_retries, retry_timeout, request_timeout, connect_timeout)");
+        bail!("[storage] has no key '{key}' (known: max_retries, retry_timeout, request_timeout, connect_timeout, cache_mb)");
     }
     let value = |key: &str| -> Option<(String, String)> {
         let twin = format!("TIDEMARK_STORAGE_{}", key.to_ascii_uppercase());

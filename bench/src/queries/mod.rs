@@ -38,9 +38,9 @@ use engine::{StorageConfig, Warehouse, WarehouseSession};
 use tonic::transport::Channel;
 
 use data::{active_files, dataset};
-pub use tidemark_bench::suite::{first_day, statements, Size};
 use peers::{run_peer, Peer};
 use report::{render, render_ingest, write_chart};
+pub use tidemark_bench::suite::{first_day, statements, Size};
 
 /// Median of `runs` timed runs of `run` (after one warm-up); and the row count it returned.
 pub(crate) async fn median_of<F, Fut>(runs: usize, mut run: F) -> anyhow::Result<(Duration, usize)>

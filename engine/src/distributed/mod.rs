@@ -44,7 +44,10 @@ pub use codec::TidemarkLogicalCodec;
 // A Ballista built on another DataFusion major cannot read our plans: fail the build, not a
 // query (Ballista's major follows DataFusion's: ballista 55 <-> datafusion 55).
 const _: () = assert!(
-    same_major(datafusion::DATAFUSION_VERSION, ballista_core::BALLISTA_VERSION),
+    same_major(
+        datafusion::DATAFUSION_VERSION,
+        ballista_core::BALLISTA_VERSION
+    ),
     "ballista-core and datafusion have different major versions; move them together"
 );
 
@@ -143,9 +146,9 @@ pub fn client_state(
     host: &str,
     port: u16,
 ) -> Result<SessionState> {
-    let config = config.with_ballista_logical_extension_codec(Arc::new(
-        TidemarkLogicalCodec::new(StorageConfig::default()),
-    ));
+    let config = config.with_ballista_logical_extension_codec(Arc::new(TidemarkLogicalCodec::new(
+        StorageConfig::default(),
+    )));
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
@@ -235,7 +238,12 @@ mod tests {
                 port: DEFAULT_SCHEDULER_PORT
             }
         );
-        for bad in ["ballista://", "df://x:1", "ballista://h:port", "spark://h:1"] {
+        for bad in [
+            "ballista://",
+            "df://x:1",
+            "ballista://h:port",
+            "spark://h:1",
+        ] {
             let err = bad.parse::<QueryEngine>().unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }

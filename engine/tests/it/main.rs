@@ -5,6 +5,7 @@ extern crate tidemark_engine as engine;
 
 mod bad_input;
 mod checkpoint;
+mod file_cache;
 mod isolation;
 mod maintenance;
 mod mixed;

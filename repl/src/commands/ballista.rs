@@ -56,7 +56,11 @@ impl StorageArgs {
 #[derive(Debug, Args)]
 pub struct SchedulerArgs {
     /// Address to listen on for clients and executors.
-    #[arg(long, default_value = "127.0.0.1:50050", env = "TIDEMARK_BALLISTA_BIND")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:50050",
+        env = "TIDEMARK_BALLISTA_BIND"
+    )]
     pub bind: String,
     /// The host name executors and clients reach this scheduler by (default: the bind host).
     #[arg(long)]
@@ -68,7 +72,11 @@ pub struct SchedulerArgs {
 #[derive(Debug, Args)]
 pub struct ExecutorArgs {
     /// The scheduler to register with, as HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:50050", env = "TIDEMARK_BALLISTA_SCHEDULER")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:50050",
+        env = "TIDEMARK_BALLISTA_SCHEDULER"
+    )]
     pub scheduler: String,
     /// Host to listen on.
     #[arg(long, default_value = "127.0.0.1")]

@@ -78,7 +78,10 @@ impl Cluster {
                 "--concurrent-tasks".into(),
                 "2".into(),
                 "--work-dir".into(),
-                work.path().join(format!("executor{i}")).display().to_string(),
+                work.path()
+                    .join(format!("executor{i}"))
+                    .display()
+                    .to_string(),
             ]);
             wait_for_port(flight, "an executor", &mut executor);
             children.push(executor);
@@ -216,13 +219,18 @@ async fn the_bench_suite_answers_alike_on_ballista_and_in_process() {
     }
 
     // The command line: --engine reaches the same cluster.
-    let query = "SELECT source, sum(clicks) AS clicks FROM ad_performance GROUP BY source ORDER BY source";
+    let query =
+        "SELECT source, sum(clicks) AS clicks FROM ad_performance GROUP BY source ORDER BY source";
     let on_cluster = run_ok(
         tidemark(&backend)
             .args(["sql", "--format", "csv", "--engine", &cluster.url(), "-c"])
             .arg(query),
     );
-    let in_process = run_ok(tidemark(&backend).args(["sql", "--format", "csv", "-c"]).arg(query));
+    let in_process = run_ok(
+        tidemark(&backend)
+            .args(["sql", "--format", "csv", "-c"])
+            .arg(query),
+    );
     assert_eq!(
         String::from_utf8_lossy(&on_cluster.stdout),
         String::from_utf8_lossy(&in_process.stdout)

@@ -23,6 +23,10 @@
 //! `bench/RESULTS.md` with per-query ratios and geometric means. Run: `bench/run small`
 //! (it builds with `cargo build --release --workspace --bin tidemark-bench`).
 //!
+//! `s3`: the query suite on a warehouse in S3 (moto on loopback) against the same warehouse on
+//! local disk, both warm; writes `bench/RESULTS-s3.md`. Run:
+//! `cargo build --release --workspace --bin tidemark-bench && target/release/tidemark-bench s3`
+//!
 //! `compaction`: query time on a fragmented table (one file per slice) against the same table
 //! after compaction, and the time compaction takes; prints the speed-up. Run:
 //! `cargo run --release -p tidemark-bench -- compaction`
@@ -33,6 +37,7 @@ mod flight;
 mod ingest;
 mod python;
 mod queries;
+mod s3;
 
 /// The same allocator as the `tidemark` binary, so figures match what it does.
 #[global_allocator]
@@ -84,6 +89,29 @@ enum Bench {
         /// generating and compacting it again (for trying settings, e.g. DATAFUSION_* variables).
         #[arg(long, requires = "dir")]
         reuse: bool,
+    },
+    /// The query suite on an S3 warehouse (moto on loopback) against the same warehouse on
+    /// local disk, both warm; writes bench/RESULTS-s3.md.
+    S3 {
+        /// tiny, small, medium or large (as for `queries`).
+        #[arg(long, default_value = "small")]
+        size: String,
+        /// Timed runs per statement after one warm-up (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Where the local warehouse is written (default: a temp dir).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Reuse the data a previous `queries` or `s3` run of the same size left in --dir.
+        #[arg(long, requires = "dir")]
+        reuse: bool,
+        /// An S3-compatible server to use instead of starting moto (bucket `tidemark-bench`,
+        /// credentials from AWS_*).
+        #[arg(long)]
+        s3_endpoint: Option<String>,
+        /// The report written.
+        #[arg(long, default_value = "bench/RESULTS-s3.md")]
+        results: std::path::PathBuf,
     },
     /// Replace one slice in a small and a large table; print both times and the ratio.
     Replace {
@@ -221,6 +249,24 @@ fn main() -> anyhow::Result<()> {
                     results,
                     python,
                     selection,
+                )
+                .await
+            }
+            Bench::S3 {
+                size,
+                runs,
+                dir,
+                reuse,
+                s3_endpoint,
+                results,
+            } => {
+                s3::run(
+                    &size,
+                    runs.max(1),
+                    tempfile_dir(dir)?,
+                    reuse,
+                    s3_endpoint,
+                    results,
                 )
                 .await
             }

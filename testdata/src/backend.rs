@@ -96,7 +96,7 @@ impl Backend {
 }
 
 /// moto accepts any credentials; object_store insists on having some.
-const S3_TEST_CREDENTIALS: [(&str, &str); 3] = [
+pub const S3_TEST_CREDENTIALS: [(&str, &str); 3] = [
     ("aws_access_key_id", "testing"),
     ("aws_secret_access_key", "testing"),
     ("aws_region", "us-east-1"),
@@ -111,7 +111,8 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    fn create_bucket(&self) -> String {
+    /// A new, empty bucket on this server.
+    pub fn create_bucket(&self) -> String {
         let n = self.buckets.fetch_add(1, Ordering::SeqCst);
         let bucket = format!("tidemark-test-{}-{n}", std::process::id());
         let status = http_status(

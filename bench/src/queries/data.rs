@@ -42,10 +42,10 @@ pub(super) async fn active_files(warehouse: &Warehouse) -> anyhow::Result<Vec<St
 /// What generating a size's data left in the bench dir (`dataset.json`), so `--reuse` can
 /// measure it again without generating and compacting it again.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(super) struct Dataset {
+pub(crate) struct Dataset {
     pub(super) size: String,
     /// The versions the time-travel statement compares.
-    pub(super) versions: (u64, u64),
+    pub(crate) versions: (u64, u64),
     pub(super) generated_seconds: f64,
     pub(super) files_before: usize,
     pub(super) files_after: usize,
@@ -53,7 +53,7 @@ pub(super) struct Dataset {
 }
 
 /// Generate `size`'s data in `dir` in both layouts (or reuse what a previous run left).
-pub(super) async fn dataset(dir: &Path, size: &Size, reuse: bool) -> anyhow::Result<Dataset> {
+pub(crate) async fn dataset(dir: &Path, size: &Size, reuse: bool) -> anyhow::Result<Dataset> {
     let marker = dir.join("dataset.json");
     if reuse {
         if let Ok(text) = std::fs::read_to_string(&marker) {

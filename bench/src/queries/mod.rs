@@ -24,7 +24,7 @@
 //! Not yet measured here (issue 19): DuckDB's Delta extension (on PyPI only for DuckDB 1.5,
 //! not the 2.0 measured here).
 
-mod data;
+pub(crate) mod data;
 mod peers;
 mod report;
 
@@ -60,7 +60,7 @@ where
 }
 
 /// `sql` through tidemark's statement path in `session`; the rows it returned.
-async fn in_process(session: &WarehouseSession, sql: &str) -> anyhow::Result<usize> {
+pub(crate) async fn in_process(session: &WarehouseSession, sql: &str) -> anyhow::Result<usize> {
     let batches = sql::run_statement(session, sql)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

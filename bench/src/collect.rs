@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use connectors::config::{Platform, ProjectConfig};
-use connectors::secret::Secret;
 use connectors::sim::SimConfig;
 use connectors::sync::SyncOptions;
 use connectors::Window;
@@ -12,23 +11,6 @@ use engine::{StorageConfig, Warehouse};
 
 /// The target: 300 payloads a second is over a million an hour.
 const TARGET_PER_SECOND: f64 = 300.0;
-
-/// The clients of `config`'s sources, with the credentials the simulator accepts.
-pub(crate) fn simulated_clients(
-    sim: &connectors::sim::RunningSim,
-    config: &ProjectConfig,
-) -> anyhow::Result<Vec<std::sync::Arc<dyn connectors::source::Source>>> {
-    let sources = config.sources().map_err(anyhow::Error::msg)?;
-    Ok(connectors::build_sources_with(
-        &sources,
-        |source, _, key| {
-            sim.world
-                .credential(source.platform, key)
-                .map(Secret::new)
-                .ok_or_else(|| connectors::Error::Config(format!("no simulated {key}")))
-        },
-    )?)
-}
 
 pub async fn run(
     accounts: usize,
@@ -75,7 +57,7 @@ max_concurrency = {workers}
         meta = ids(Platform::Meta),
         google = ids(Platform::GoogleAds),
     ))?;
-    let clients = simulated_clients(&sim, &config)?;
+    let clients = tidemark_bench::scale::simulated_clients(&sim, &config)?;
     let root = dir.join(format!("collect-{}", std::process::id()));
     let warehouse = Warehouse::open(&root.display().to_string(), &StorageConfig::default()).await?;
     let window = Window::trailing_days(today, days);

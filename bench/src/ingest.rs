@@ -66,7 +66,7 @@ pub async fn measure(
         sim.base_url(),
         ids.join(", ")
     ))?;
-    let clients = crate::collect::simulated_clients(&sim, &config)?;
+    let clients = tidemark_bench::scale::simulated_clients(&sim, &config)?;
     let root = dir.join("ingest");
     if root.exists() {
         std::fs::remove_dir_all(&root)?;

@@ -27,6 +27,10 @@
 //! local disk, both warm; writes `bench/RESULTS-s3.md`. Run:
 //! `cargo build --release --workspace --bin tidemark-bench && target/release/tidemark-bench s3`
 //!
+//! `scale`: the collection pipeline at 2,000 accounts × 6 simulated platforms × 30 days, and
+//! the warehouse it leaves (files, log, checkpoint, snapshot load, planning, one slice's
+//! replace, compaction), beside a run at a quarter of the accounts; writes `bench/SCALE.md`.
+//!
 //! `compaction`: query time on a fragmented table (one file per slice) against the same table
 //! after compaction, and the time compaction takes; prints the speed-up. Run:
 //! `cargo run --release -p tidemark-bench -- compaction`
@@ -111,6 +115,26 @@ enum Bench {
         s3_endpoint: Option<String>,
         /// The report written.
         #[arg(long, default_value = "bench/RESULTS-s3.md")]
+        results: std::path::PathBuf,
+    },
+    /// The collection pipeline at many accounts (all six simulated platforms), then the
+    /// warehouse at that size: files, log, checkpoint, snapshot load, planning, one slice's
+    /// replace, compaction; run at a quarter of the accounts too and writes bench/SCALE.md.
+    Scale {
+        /// Accounts per platform in the full run.
+        #[arg(long, default_value_t = 2_000)]
+        accounts: usize,
+        /// Days synced.
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+        /// Jobs in flight across sources.
+        #[arg(long, default_value_t = 64)]
+        workers: usize,
+        /// Where the warehouses are written (default: a temp dir).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// The report written.
+        #[arg(long, default_value = "bench/SCALE.md")]
         results: std::path::PathBuf,
     },
     /// Replace one slice in a small and a large table; print both times and the ratio.
@@ -269,6 +293,34 @@ fn main() -> anyhow::Result<()> {
                     results,
                 )
                 .await
+            }
+            Bench::Scale {
+                accounts,
+                days,
+                workers,
+                dir,
+                results,
+            } => {
+                use tidemark_bench::scale::{render, simulate, Shape};
+                let dir = tempfile_dir(dir)?;
+                let shape = |accounts| Shape {
+                    accounts,
+                    days,
+                    workers,
+                };
+                let small = simulate(shape((accounts / 4).max(1)), &dir).await?;
+                let full = simulate(shape(accounts), &dir).await?;
+                let report = render(
+                    &small,
+                    &full,
+                    &format!(
+                        "tidemark-bench scale --accounts {accounts} --days {days} --workers {workers}"
+                    ),
+                );
+                println!("{report}");
+                std::fs::write(&results, &report)?;
+                eprintln!("wrote {}", results.display());
+                Ok(())
             }
             Bench::Compaction {
                 accounts,

@@ -59,7 +59,7 @@ use truth::{Account, Ad, IdStyle, Metrics, Truth};
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub seed: u64,
-    /// Accounts per platform (1–4).
+    /// Accounts per platform (the first four are named, the rest numbered).
     pub accounts: usize,
     /// The simulated "today".
     pub today: NaiveDate,

@@ -77,7 +77,7 @@ pub enum IdStyle {
 }
 
 impl Truth {
-    /// A world of `accounts` accounts (at most 4), each with 3 campaigns × 2 ad groups × 2 ads.
+    /// A world of `accounts` accounts, each with 3 campaigns × 2 ad groups × 2 ads.
     pub fn new(seed: u64, accounts: usize) -> Self {
         Self::with_ids(seed, accounts, IdStyle::Readable)
     }
@@ -102,11 +102,19 @@ impl Truth {
                 format!("{prefix}-a001-01-{digits}{n:02}")
             }
         };
-        let accounts: Vec<Account> = ACCOUNT_NAMES
-            .iter()
-            .take(accounts.clamp(1, ACCOUNT_NAMES.len()))
-            .enumerate()
-            .map(|(i, (name, currency))| Account {
+        // Any number of accounts: the first four are the named ones, then the names repeat
+        // with a number (a scale run has thousands). Only the hierarchy is held; each day's
+        // metrics are computed from the seed when a report asks for them.
+        let accounts: Vec<Account> = (0..accounts.max(1))
+            .map(|i| {
+                let (name, currency) = ACCOUNT_NAMES[i % ACCOUNT_NAMES.len()];
+                let name = match i / ACCOUNT_NAMES.len() {
+                    0 => name.to_string(),
+                    n => format!("{name} {}", n + 1),
+                };
+                (i, name, currency)
+            })
+            .map(|(i, name, currency)| Account {
                 id: match style {
                     IdStyle::Readable => format!("act_{}", 1001 + i),
                     IdStyle::Numeric { base } | IdStyle::Naver { base } => {
@@ -114,7 +122,7 @@ impl Truth {
                     }
                     IdStyle::App { base } => format!("id{}", base + i as u64),
                 },
-                name: name.to_string(),
+                name,
                 currency: currency.to_string(),
             })
             .collect();

@@ -34,7 +34,7 @@ pub struct ServeArgs {
     /// Seed of the ground truth (same seed, same data).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Accounts per platform (1-4).
+    /// Accounts per platform (the first four are named, the rest numbered).
     #[arg(long, default_value_t = 2)]
     pub accounts: usize,
     /// The simulated today (default: today, UTC). Move it with POST /_sim/clock.

@@ -13,6 +13,7 @@ mod marts;
 mod platforms;
 mod readme;
 mod resume;
+mod scale;
 mod scheduler;
 mod shell;
 mod sql_cli;

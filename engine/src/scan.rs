@@ -10,7 +10,11 @@
 //! by the Parquet statistics.
 //!
 //! The file list with its statistics is taken from the snapshot the table was opened at, kept
-//! as columns and shared by every scan of that version ([`FileList`]). A version that needs
+//! as columns and shared by every scan of that version ([`FileList`]). A table knows the
+//! version it reads as a [`PinnedVersion`]; a plan sent to a Ballista scheduler carries the pin,
+//! and the scheduler rebuilds the table from it ([`SnapshotTable::pinned`]), reading that
+//! version's file list when it plans the scan. Data files of a remote warehouse are read
+//! through the session's [`FileCache`] when it has one. A version that needs
 //! reader features tidemark does not write (deletion vectors, column mapping: reader version
 //! 2 and up) is read through deltalake's scan instead.
 

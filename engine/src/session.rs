@@ -110,6 +110,7 @@ impl WarehouseSession {
                 readable: options.readable.clone(),
                 as_of: options.as_of,
                 names: RwLock::new(BTreeMap::new()),
+                listed_at: Mutex::new(None),
             })
         };
         let schema = schema_of(&Namespace::ALL, "");
@@ -197,7 +198,7 @@ impl WarehouseSession {
     ) -> Result<Arc<dyn TableProvider>> {
         self.check_readable(name)?;
         let namespace = self.schema.warehouse.locate(name).await?;
-        let latest = self.schema.warehouse.open_table(namespace, name).await?;
+        let latest = self.schema.warehouse.latest_table(namespace, name).await?;
         let newest = latest.version().unwrap_or(0);
         if version > newest {
             return Err(crate::Error::NoSuchVersion {
@@ -216,7 +217,7 @@ impl WarehouseSession {
         let table = self
             .schema
             .warehouse
-            .open_table_at(namespace, name, Some(version))
+            .table_at(namespace, name, version)
             .await
             .map_err(|e| match e {
                 crate::Error::Delta { .. } => crate::Error::NoSuchVersion {
@@ -260,16 +261,33 @@ impl WarehouseSession {
         Ok(())
     }
 
+    /// Re-list the tables when `sql` needs the whole list and it may be out of date: it reads
+    /// `information_schema`, or the list is older than [`LISTING_TTL`]. A statement that
+    /// names a table finds it without a listing (see [`WarehouseSchema::table`]), which on S3
+    /// saves a LIST per namespace and a HEAD per table on every statement.
+    async fn refresh_for(&self, sql: &str) -> Result<()> {
+        let stale = self
+            .schema
+            .listed_at
+            .lock()
+            .expect("listing time lock")
+            .is_none_or(|at| at.elapsed() > LISTING_TTL);
+        if stale || sql.to_ascii_lowercase().contains("information_schema") {
+            self.refresh().await?;
+        }
+        Ok(())
+    }
+
     /// Plan a SQL statement against the current table list.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        self.refresh().await?;
+        self.refresh_for(sql).await?;
         Ok(self.ctx.sql(sql).await?)
     }
 
     /// Plan a statement that may only read: DDL (`CREATE EXTERNAL TABLE` would read the
     /// server's files), DML (`COPY … TO` would write them) and `SET` are refused.
     pub async fn read_only_sql(&self, sql: &str) -> Result<DataFrame> {
-        self.refresh().await?;
+        self.refresh_for(sql).await?;
         let options = datafusion::execution::context::SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -292,6 +310,10 @@ pub fn new_context(
         ),
     })
 }
+
+/// How long a session trusts its table list for statements that need all of it
+/// (`information_schema`); statements that name tables find new ones without it.
+pub const LISTING_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// tidemark's own DataFusion settings, each as (option, value, why). An environment variable
 /// named after the option (`DATAFUSION_EXECUTION_PARQUET_BLOOM_FILTER_ON_READ=true`) wins.
@@ -353,6 +375,8 @@ struct WarehouseSchema {
     readable: Option<ReadFilter>,
     as_of: Option<chrono::DateTime<chrono::Utc>>,
     names: RwLock<BTreeMap<String, Namespace>>,
+    /// When `names` was last listed.
+    listed_at: Mutex<Option<std::time::Instant>>,
     /// Shared with the session: what lookups opened.
     tables_read: TablesRead,
 }
@@ -384,7 +408,32 @@ impl WarehouseSchema {
             names.retain(|name, _| readable(&format!("{}{name}", self.prefix)));
         }
         *self.names.write().expect("table list lock") = names;
+        *self.listed_at.lock().expect("listing time lock") = Some(std::time::Instant::now());
         Ok(())
+    }
+
+    /// Where `name` lives among this schema's namespaces when it was not listed (made since
+    /// the last listing), remembered for the next lookups; `None` when it is not there or may
+    /// not be read.
+    async fn find_unlisted(&self, name: &str) -> Result<Option<Namespace>> {
+        if crate::warehouse::validate_table_name(name).is_err()
+            || self
+                .readable
+                .as_ref()
+                .is_some_and(|readable| !readable(&format!("{}{name}", self.prefix)))
+        {
+            return Ok(None);
+        }
+        for &namespace in self.namespaces {
+            if namespace != Namespace::System && self.warehouse.exists(namespace, name).await? {
+                self.names
+                    .write()
+                    .expect("table list lock")
+                    .insert(name.to_string(), namespace);
+                return Ok(Some(namespace));
+            }
+        }
+        Ok(None)
     }
 
     /// The provider of an opened table, its store registered and its version recorded under
@@ -420,14 +469,22 @@ impl SchemaProvider for WarehouseSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        let namespace = self
+        let listed = self
             .names
             .read()
             .expect("table list lock")
             .get(name)
             .copied();
-        let Some(namespace) = namespace else {
-            return Ok(None);
+        let namespace = match listed {
+            Some(namespace) => namespace,
+            None => match self
+                .find_unlisted(name)
+                .await
+                .map_err(DataFusionError::from)?
+            {
+                Some(namespace) => namespace,
+                None => return Ok(None),
+            },
         };
         let is_ledger = namespace == Namespace::System && name == ledger::SLICES;
         if is_ledger
@@ -442,8 +499,16 @@ impl SchemaProvider for WarehouseSchema {
         let table = match self.as_of {
             Some(at) => open_at_time(&self.warehouse, namespace, name, at).await,
             None => self.warehouse.latest_table(namespace, name).await,
-        }
-        .map_err(DataFusionError::from)?;
+        };
+        let table = match table {
+            Ok(table) => table,
+            // Dropped since it was listed.
+            Err(crate::Error::TableNotFound { .. }) => {
+                self.names.write().expect("table list lock").remove(name);
+                return Ok(None);
+            }
+            Err(e) => return Err(DataFusionError::from(e)),
+        };
         let provider = self
             .provider(&format!("{}{name}", self.prefix), &table)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;

@@ -8,7 +8,7 @@
 //! sessions over one handle also share its query runtime (object stores and the Parquet
 //! footer cache; see [`Warehouse::query_runtime`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -88,7 +88,24 @@ pub struct Warehouse {
     query_engine: QueryEngine,
     /// Data files of a remote warehouse kept for queries (none for a local one).
     file_cache: Option<Arc<FileCache>>,
+    /// Past versions opened for time travel, newest use last (see [`Warehouse::table_at`]).
+    versions: Arc<std::sync::Mutex<VecDeque<KeptVersion>>>,
 }
+
+/// A past version of a table, kept for the time-travel statements that follow.
+#[derive(Clone)]
+struct KeptVersion {
+    namespace: Namespace,
+    name: String,
+    version: u64,
+    /// The log's first commit (as [`Warehouse::first_commit_mark`] reads it): a table
+    /// dropped and written again is another table.
+    first_commit: String,
+    table: DeltaTable,
+}
+
+/// Past versions kept for time travel (a dashboard compares a few versions again and again).
+const KEPT_VERSIONS: usize = 16;
 
 impl std::fmt::Debug for Warehouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,6 +134,7 @@ impl Warehouse {
             query_runtime: RuntimeEnvBuilder::new().build_arc()?,
             query_engine: QueryEngine::Local,
             file_cache,
+            versions: Arc::default(),
         })
     }
 
@@ -276,6 +294,43 @@ impl Warehouse {
         let table = self.open_table(namespace, name).await?;
         if let Some(mark) = first_commit {
             self.keep(key, &table, &mark);
+        }
+        Ok(table)
+    }
+
+    /// A table at a past `version`, for reading: a version this handle opened before (of the
+    /// same log) is not read again, since a version never changes.
+    pub async fn table_at(
+        &self,
+        namespace: Namespace,
+        name: &str,
+        version: u64,
+    ) -> Result<DeltaTable> {
+        let mark = self.first_commit_mark(namespace, name).await;
+        if let Some(mark) = &mark {
+            let kept = self.versions.lock().expect("versions lock");
+            if let Some(k) = kept.iter().find(|k| {
+                k.namespace == namespace
+                    && k.name == name
+                    && k.version == version
+                    && &k.first_commit == mark
+            }) {
+                return Ok(k.table.clone());
+            }
+        }
+        let table = self.open_table_at(namespace, name, Some(version)).await?;
+        if let Some(first_commit) = mark {
+            let mut kept = self.versions.lock().expect("versions lock");
+            if kept.len() == KEPT_VERSIONS {
+                kept.pop_front();
+            }
+            kept.push_back(KeptVersion {
+                namespace,
+                name: name.to_string(),
+                version,
+                first_commit,
+                table: table.clone(),
+            });
         }
         Ok(table)
     }

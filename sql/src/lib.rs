@@ -175,7 +175,16 @@ pub async fn plan_statement(
             .await
             .map(Planned::Query),
     };
-    result.map_err(|e| explain(session, e))
+    match result {
+        Ok(planned) => Ok(planned),
+        Err(e) => {
+            // Suggestions come from the whole table list: bring it up to date first.
+            if unknown_table(&e).is_some() {
+                let _ = session.refresh().await;
+            }
+            Err(explain(session, e))
+        }
+    }
 }
 
 async fn run_extension(
@@ -255,16 +264,7 @@ async fn plan_query(
 
 /// Turn DataFusion's "table not found" into [`Error::UnknownTable`] with the closest names.
 fn explain(session: &WarehouseSession, error: Error) -> Error {
-    let missing = match &error {
-        Error::UnknownTable { name, .. } => Some(name.clone()),
-        Error::Execution(e) => missing_table(e),
-        Error::Engine(e) => match e.as_ref() {
-            engine::Error::DataFusion(e) => missing_table(e),
-            _ => None,
-        },
-        _ => None,
-    };
-    let Some(name) = missing else {
+    let Some(name) = unknown_table(&error) else {
         return error;
     };
     let known = session.names();
@@ -277,6 +277,19 @@ fn explain(session: &WarehouseSession, error: Error) -> Error {
         name,
         suggestions,
         at,
+    }
+}
+
+/// The table a statement named that the warehouse does not have, if that is the error.
+fn unknown_table(error: &Error) -> Option<String> {
+    match error {
+        Error::UnknownTable { name, .. } => Some(name.clone()),
+        Error::Execution(e) => missing_table(e),
+        Error::Engine(e) => match e.as_ref() {
+            engine::Error::DataFusion(e) => missing_table(e),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

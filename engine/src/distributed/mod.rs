@@ -2,11 +2,11 @@
 //!
 //! tidemark does not run a cluster of its own: it uses Ballista, which runs DataFusion plans
 //! across executors. What tidemark adds is what a stock Ballista cannot know:
-//! - **Its tables in plans** ([`codec`]). A query's table is a [`SnapshotTable`](crate::scan::SnapshotTable) pinned at the
-//!   version the client planned on. The plan sent to the scheduler carries that pin (table URL,
-//!   Delta table id, version), never a name, so the scheduler opens exactly that version, and
-//!   the executors get plain Parquet scans of its files: no executor ever opens a table's
-//!   latest version. The restatement audit (`restatements(…)`) travels as its request.
+//! - **Its tables in plans** ([`codec`]). A query's table is a
+//!   [`SnapshotTable`](crate::scan::SnapshotTable) pinned at the version the client planned
+//!   on. The plan sent to the scheduler carries that pin (table URL, Delta table id,
+//!   version), never a name, so the scheduler opens exactly that version, and the executors
+//!   get plain Parquet scans of its files: no executor ever opens a table's latest version. The restatement audit (`restatements(…)`) travels as its request.
 //! - **Its functions** (`ctr`, `roas`, … and the run-wise `date_trunc`), registered in the
 //!   scheduler's sessions and the executors' function registry ([`tidemark_functions`]).
 //! - **Its storage**: object stores built on demand from the same storage settings as the

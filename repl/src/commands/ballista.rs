@@ -175,6 +175,10 @@ async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
         scheduler_port,
         work_dir: Some(work_dir.to_string_lossy().into_owned()),
         print_thread_info: false,
+        // Shuffle files of finished jobs are also removed by the scheduler; this catches
+        // what a scheduler restart leaves behind.
+        job_data_ttl_seconds: 3600,
+        job_data_clean_up_interval_seconds: 600,
         ..Default::default()
     };
     if let Some(n) = args.concurrent_tasks {

@@ -10,8 +10,8 @@
 //! can never be answered from the old one's bytes. Footers are cached by DataFusion's
 //! file-metadata cache, validated by the same size and time.
 //!
-//! The first read of a file fetches it whole (one GET) and the reads that follow are served
-//! from memory: a warm dashboard reads no object twice. Files bigger than a quarter of the
+//! The first read of a file fetches it whole (one GET, footer included) and the reads that
+//! follow are served from memory: a warm dashboard reads no object twice. Files bigger than a quarter of the
 //! bound are read through, uncached, so one huge file cannot flush the hot window.
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,18 +22,18 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::{
-    CachedParquetFileReaderFactory, ParquetFileReaderFactory,
+    CachedParquetFileReaderFactory, CachedParquetMetaData, ParquetFileReaderFactory,
 };
-use datafusion::execution::cache::cache_manager::FileMetadataCache;
+use datafusion::execution::cache::cache_manager::{CachedFileMetadataEntry, FileMetadataCache};
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::ParquetMetaData;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 
 /// Which bytes a cached file holds: its path and the size and modification time (ms) its
 /// Delta add action records.
@@ -174,7 +174,9 @@ impl FileCache {
 pub struct CachingReaderFactory {
     store: Arc<dyn ObjectStore>,
     cache: Arc<FileCache>,
-    footers: CachedParquetFileReaderFactory,
+    footers: Arc<FileMetadataCache>,
+    /// DataFusion's reader, for files too big to cache.
+    reader_factory: CachedParquetFileReaderFactory,
 }
 
 impl CachingReaderFactory {
@@ -184,7 +186,11 @@ impl CachingReaderFactory {
         footers: Arc<FileMetadataCache>,
     ) -> Self {
         CachingReaderFactory {
-            footers: CachedParquetFileReaderFactory::new(Arc::clone(&store), footers),
+            reader_factory: CachedParquetFileReaderFactory::new(
+                Arc::clone(&store),
+                Arc::clone(&footers),
+            ),
+            footers,
             store,
             cache,
         }
@@ -200,24 +206,48 @@ impl ParquetFileReaderFactory for CachingReaderFactory {
         metrics: &ExecutionPlanMetricsSet,
     ) -> datafusion::error::Result<Box<dyn AsyncFileReader + Send>> {
         let key = FileKey::of(&file);
-        let inner =
-            self.footers
-                .create_reader(partition_index, file, metadata_size_hint, metrics)?;
+        let meta = file.object_meta.clone();
+        let inner = self.reader_factory.create_reader(
+            partition_index,
+            file,
+            metadata_size_hint,
+            metrics,
+        )?;
         Ok(Box::new(CachedReader {
             inner,
             store: Arc::clone(&self.store),
             cache: Arc::clone(&self.cache),
+            footers: Arc::clone(&self.footers),
             key,
+            meta,
         }))
     }
 }
 
 struct CachedReader {
-    /// Reads footers (through the metadata cache) and files too big to cache.
+    /// Reads files too big to cache.
     inner: Box<dyn AsyncFileReader + Send>,
     store: Arc<dyn ObjectStore>,
     cache: Arc<FileCache>,
+    footers: Arc<FileMetadataCache>,
     key: FileKey,
+    meta: ObjectMeta,
+}
+
+impl CachedReader {
+    /// The footer (with page index) from DataFusion's metadata cache, if it holds this file's.
+    fn cached_footer(&self) -> Option<Arc<ParquetMetaData>> {
+        let entry = self.footers.get(&self.meta.location)?;
+        if !entry.is_valid_for(&self.meta) {
+            return None;
+        }
+        let parquet = entry
+            .file_metadata
+            .as_any()
+            .downcast_ref::<CachedParquetMetaData>()?;
+        let metadata = Arc::clone(parquet.parquet_metadata());
+        (metadata.column_index().is_some() && metadata.offset_index().is_some()).then_some(metadata)
+    }
 }
 
 fn slice(file: &Bytes, range: Range<u64>) -> parquet::errors::Result<Bytes> {
@@ -256,11 +286,36 @@ impl AsyncFileReader for CachedReader {
         .boxed()
     }
 
+    /// The footer from the metadata cache, else parsed from the cached file (no request of
+    /// its own: a cold file costs one GET in all) and put in the metadata cache.
     fn get_metadata<'a>(
         &'a mut self,
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        self.inner.get_metadata(options)
+        async move {
+            if let Some(metadata) = self.cached_footer() {
+                return Ok(metadata);
+            }
+            let file = match self.cache.file(&self.store, &self.key).await {
+                Ok(Some(file)) => file,
+                Ok(None) => return self.inner.get_metadata(options).await,
+                Err(e) => return Err(ParquetError::External(Box::new(e))),
+            };
+            let metadata = Arc::new(
+                ParquetMetaDataReader::new()
+                    .with_page_index_policy(PageIndexPolicy::Optional)
+                    .parse_and_finish(&file)?,
+            );
+            self.footers.put(
+                &self.meta.location,
+                CachedFileMetadataEntry::new(
+                    self.meta.clone(),
+                    Arc::new(CachedParquetMetaData::new(Arc::clone(&metadata))),
+                ),
+            );
+            Ok(metadata)
+        }
+        .boxed()
     }
 }
 

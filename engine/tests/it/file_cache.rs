@@ -17,7 +17,7 @@ use crate::support::{apply_to_model, model_batch, slice_universe, strings};
 
 const TABLE: &str = "perf";
 /// Small enough that a case's files do not all fit: eviction is exercised.
-const BOUND: u64 = 12 << 10;
+const BOUND: u64 = 8 << 10;
 
 /// Per slice: rows, sum of clicks, lowest and highest generation.
 type Answer = BTreeMap<(String, String, String), (i64, i64, i64, i64)>;

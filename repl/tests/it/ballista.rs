@@ -17,15 +17,7 @@ use engine::{SliceKey, Warehouse, WarehouseSession};
 use testdata::rows::{batch, day, slice_rows};
 use testdata::Backend;
 
-use crate::support::{run_ok, tidemark};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{free_port, run_ok, tidemark};
 
 fn wait_for_port(port: u16, what: &str, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);

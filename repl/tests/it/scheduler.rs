@@ -10,13 +10,7 @@ use std::time::{Duration, Instant};
 
 use connectors::sim::SimConfig;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::free_port;
 
 /// The scheduler process, killed if the test ends early (a failed assertion must not leave
 /// a scheduler running).

@@ -10,6 +10,15 @@ use testdata::Backend;
 /// How long a child may take to reach a failpoint.
 const FAILPOINT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A `tidemark` command aimed at `backend`.
 pub fn tidemark(backend: &Backend) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));

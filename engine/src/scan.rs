@@ -70,11 +70,12 @@ pub fn provider(table: &DeltaTable) -> DfResult<Arc<dyn TableProvider>> {
         version: state.version(),
         partition_columns: state.metadata().partition_columns().to_vec(),
     };
-    let table = SnapshotTable::new(Arc::clone(&files.schema), pin, None);
-    if table.files.set(files).is_err() {
-        unreachable!("a new table's file list is empty");
-    }
-    Ok(Arc::new(table))
+    Ok(Arc::new(SnapshotTable::new(
+        Arc::clone(&files.schema),
+        pin,
+        Some(files),
+        None,
+    )))
 }
 
 /// Exactly which table version a [`SnapshotTable`] reads: what a plan sent to a Ballista
@@ -361,7 +362,7 @@ impl SnapshotTable {
     /// A table read at `pin` with columns `schema`, its file list opened with `storage` when
     /// first scanned: how a Ballista scheduler rebuilds a table from a plan.
     pub fn pinned(schema: SchemaRef, pin: PinnedVersion, storage: StorageConfig) -> Self {
-        Self::new(schema, pin, Some(storage))
+        Self::new(schema, pin, None, Some(storage))
     }
 
     /// Which version this table reads.
@@ -369,7 +370,12 @@ impl SnapshotTable {
         &self.pin
     }
 
-    fn new(schema: SchemaRef, pin: PinnedVersion, storage: Option<StorageConfig>) -> Self {
+    fn new(
+        schema: SchemaRef,
+        pin: PinnedVersion,
+        files: Option<Arc<FileList>>,
+        storage: Option<StorageConfig>,
+    ) -> Self {
         let is_partition = |f: &FieldRef| pin.partition_columns.contains(f.name());
         let data_fields: Vec<FieldRef> = schema
             .fields()
@@ -402,7 +408,7 @@ impl SnapshotTable {
             scan_schema,
             scan_index,
             pin,
-            files: tokio::sync::OnceCell::new(),
+            files: tokio::sync::OnceCell::new_with(files),
             storage,
         }
     }

@@ -88,12 +88,11 @@ pub struct Warehouse {
     query_engine: QueryEngine,
     /// Data files of a remote warehouse kept for queries (none for a local one).
     file_cache: Option<Arc<FileCache>>,
-    /// Past versions opened for time travel, newest use last (see [`Warehouse::table_at`]).
+    /// Past versions opened for time travel, oldest opened first (see [`Warehouse::table_at`]).
     versions: Arc<std::sync::Mutex<VecDeque<KeptVersion>>>,
 }
 
 /// A past version of a table, kept for the time-travel statements that follow.
-#[derive(Clone)]
 struct KeptVersion {
     namespace: Namespace,
     name: String,

@@ -198,8 +198,7 @@ pub fn executor_functions() -> BallistaFunctionRegistry {
 /// The DataFusion settings scheduler and executor sessions start from: Ballista's, then
 /// tidemark's own (a client's session sends its settings with each job, and they win).
 pub fn cluster_config() -> SessionConfig {
-    let config = SessionConfig::new_with_ballista();
-    let mut config = config;
+    let mut config = SessionConfig::new_with_ballista();
     for (key, value, _why) in crate::session::TIDEMARK_OPTIONS {
         let _ = config.options_mut().set(key, value);
     }

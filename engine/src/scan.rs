@@ -237,8 +237,13 @@ impl FileList {
         for field in schema.fields() {
             let column = Column::new_unqualified(field.name());
             if partition_columns.contains(field.name()) {
-                let values =
-                    typed(log_data.min_values(&column), field.data_type()).ok_or_else(|| {
+                // A version with no files (every slice replaced by none) has no values.
+                let values = typed(log_data.min_values(&column), field.data_type())
+                    .or_else(|| {
+                        (log_data.num_files() == 0)
+                            .then(|| arrow::array::new_empty_array(field.data_type()))
+                    })
+                    .ok_or_else(|| {
                         DataFusionError::Internal(format!(
                             "the Delta log gave no values for partition column {}",
                             field.name()

@@ -311,3 +311,32 @@ proptest! {
         run_case(BackendKind::S3, batches, compacted, filters)?;
     }
 }
+
+/// A version whose every slice was replaced by no rows has no files: it reads as empty
+/// (found by the replace property test: the file list asked the log for partition values).
+#[tokio::test]
+async fn a_version_with_no_files_reads_as_empty() {
+    let backend = Backend::local();
+    let warehouse = backend.open().await;
+    let slice = SliceKey::new("meta", "a1", day(1));
+    let rows = testdata::rows::slice_rows(&slice, 3, 1);
+    warehouse
+        .replace_slices(TABLE)
+        .with_slices([slice.clone()])
+        .with_rows([batch(&rows)])
+        .await
+        .unwrap();
+    warehouse
+        .replace_slices(TABLE)
+        .with_slices([slice])
+        .with_rows([batch(&[])])
+        .await
+        .unwrap();
+    let session = WarehouseSession::new(warehouse).await.unwrap();
+    let batches = query(
+        &session,
+        &format!("SELECT count(*), max(source) FROM {TABLE}"),
+    )
+    .await;
+    assert_eq!(scalars(&batches, 2), "0,NULL");
+}

@@ -334,11 +334,14 @@ async fn fetch_unit(source: &dyn Source, raw: &RawStore, unit: Unit) -> Result<U
 }
 
 /// Replace a batch of loaded units' slices: the per-source table, then `ad_performance`.
-/// Returns the units and the (table, version) pairs of the two commits.
+/// Returns the units and the (table, version) pairs of the two commits. `observed` is the
+/// day the rows were pulled (the run's "today"), recorded in both commits for the maturity
+/// curves.
 async fn commit(
     warehouse: &Warehouse,
     source: &dyn Source,
     run: &str,
+    observed: Option<NaiveDate>,
     loaded: Vec<UnitRows>,
     report: &mut SourceReport,
     on_event: &(dyn Fn(SyncEvent<'_>) + Sync),
@@ -388,13 +391,19 @@ async fn commit(
         .unzip();
     let table = source.spec().table;
     let job = batch_job_id(run, source.name(), &units);
-    let per_source = warehouse
-        .replace_slices(table)
-        .with_layout(normalize::source_layout())
-        .with_slices(slices.iter().cloned())
-        .with_rows(source_batches)
-        .with_job(&job, 1)
-        .await?;
+    let observe = |replace: engine::ReplaceSlices| match observed {
+        Some(day) => replace.observed_on(day),
+        None => replace,
+    };
+    let per_source = observe(
+        warehouse
+            .replace_slices(table)
+            .with_layout(normalize::source_layout())
+            .with_slices(slices.iter().cloned())
+            .with_rows(source_batches)
+            .with_job(&job, 1),
+    )
+    .await?;
     on_event(SyncEvent::Committed {
         source: source.name(),
         table,
@@ -402,12 +411,14 @@ async fn commit(
     });
     let slices_for_ledger = slices.clone();
     let unified = if feeds_ad_performance {
-        let unified = warehouse
-            .replace_slices(AD_PERFORMANCE)
-            .with_slices(slices)
-            .with_rows(ad_batches)
-            .with_job(&job, 1)
-            .await?;
+        let unified = observe(
+            warehouse
+                .replace_slices(AD_PERFORMANCE)
+                .with_slices(slices)
+                .with_rows(ad_batches)
+                .with_job(&job, 1),
+        )
+        .await?;
         on_event(SyncEvent::Committed {
             source: source.name(),
             table: AD_PERFORMANCE,
@@ -523,10 +534,12 @@ pub async fn run_single_job(
     match outcome {
         UnitOutcome::Loaded(rows) => {
             let n = rows.ad_batch.num_rows();
+            let observed = journal.plan().await.ok().map(|plan| plan.today);
             let (units, versions) = commit(
                 warehouse,
                 source.as_ref(),
                 run,
+                observed,
                 vec![rows],
                 &mut report,
                 &|_| {},
@@ -755,6 +768,7 @@ async fn execute(
                 warehouse,
                 source.as_ref(),
                 &plan.run,
+                Some(plan.today),
                 loaded,
                 report,
                 on_event,
@@ -803,6 +817,12 @@ pub async fn replay(
     let raw = RawStore::new(warehouse.storage().store(), run)?;
     let contents = raw.contents().await?;
     let replay_run = format!("{run}.replay-{}", crate::raw::new_run_id());
+    // The rows were pulled on the original run's "today", not now.
+    let observed = Journal::new(warehouse.storage().store(), run)?
+        .plan()
+        .await
+        .ok()
+        .map(|plan| plan.today);
     let mut reports = Vec::new();
     let known: BTreeSet<&str> = sources.iter().map(|s| s.name()).collect();
     for landed in &contents.complete {
@@ -864,6 +884,7 @@ pub async fn replay(
             warehouse,
             source.as_ref(),
             &replay_run,
+            observed,
             loaded,
             &mut report,
             on_event,

@@ -23,7 +23,6 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::TableType;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{Expr, SessionContext};
-use datafusion::scalar::ScalarValue;
 use deltalake::DeltaTable;
 
 use crate::error::{Error, Result};
@@ -366,25 +365,7 @@ const USAGE: &str =
 
 /// A literal argument as text (`None` for NULL or missing).
 fn text_argument(args: &[Expr], index: usize) -> DfResult<Option<String>> {
-    let Some(arg) = args.get(index) else {
-        return Ok(None);
-    };
-    let value = match arg {
-        Expr::Literal(value, _) => value.clone(),
-        Expr::Cast(cast) => match cast.expr.as_ref() {
-            Expr::Literal(value, _) => value.cast_to(cast.field.data_type())?,
-            _ => return plan_err!("restatements() takes literal arguments: {USAGE}"),
-        },
-        _ => return plan_err!("restatements() takes literal arguments: {USAGE}"),
-    };
-    if value.is_null() {
-        return Ok(None);
-    }
-    Ok(Some(match value {
-        ScalarValue::Date32(Some(days)) => arrow::datatypes::Date32Type::to_naive_date_opt(days)
-            .map_or_else(|| days.to_string(), |d| d.to_string()),
-        other => other.to_string(),
-    }))
+    crate::maturity::function::literal_argument("restatements", USAGE, args, index)
 }
 
 impl TableFunctionImpl for RestatementsFunction {

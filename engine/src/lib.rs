@@ -21,6 +21,8 @@
 //! - [`runwise`]: `date_trunc` evaluated once per run of equal days (partition columns).
 //! - [`maintenance`]: restatement-aware compaction (settled days packed and clustered once),
 //!   checkpoints, and vacuum (with the oldest version time travel can still read).
+//! - [`maturity`]: maturity curves and projected final values from the restatement history
+//!   (`maturity(…)`, `projected(…)`).
 //! - [`audit`]: the restatement audit (`restatements(…)`): how a day's numbers changed per sync.
 //! - [`session`]: a DataFusion session whose catalog is the warehouse.
 //! - [`scan`]: how a query reads one table version (file list, pruning, Parquet scan).
@@ -45,6 +47,7 @@ pub mod lease;
 pub mod ledger;
 pub mod maintenance;
 pub mod marts;
+pub mod maturity;
 pub mod model;
 pub mod names;
 pub mod replace;

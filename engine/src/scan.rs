@@ -289,6 +289,96 @@ impl FileList {
     }
 }
 
+/// One data file of a table version: where it is, its identity for caches and its partition
+/// values as text (`None` for a null partition value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileEntry {
+    pub location: Path,
+    pub size: u64,
+    pub modified_ms: i64,
+    pub partitions: std::collections::BTreeMap<String, Option<String>>,
+}
+
+/// The files of the version `table` was opened at.
+pub(crate) fn files_of(table: &DeltaTable) -> DfResult<Vec<FileEntry>> {
+    let files = file_list(table)?;
+    let partitions: Vec<(String, ArrayRef)> = files
+        .partitions
+        .iter()
+        .map(|(field, values)| Ok((field.name().clone(), cast(values, &DataType::Utf8)?)))
+        .collect::<DfResult<_>>()?;
+    Ok((0..files.len())
+        .map(|i| FileEntry {
+            location: files.locations[i].clone(),
+            size: files.sizes[i],
+            modified_ms: files.modified_ms[i],
+            partitions: partitions
+                .iter()
+                .map(|(name, values)| {
+                    let text = values.as_any().downcast_ref::<arrow::array::StringArray>();
+                    let value = text
+                        .filter(|t| !t.is_null(i))
+                        .map(|t| t.value(i).to_string());
+                    (name.clone(), value)
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+/// A plain Parquet scan of `files` (any versions of a table whose newest data columns are
+/// `file_schema`), reading the columns `projection` of `file_schema` and, last, a `UInt64`
+/// column `file_column` holding each row's index in `files`. Columns a file lacks read as
+/// NULL.
+pub(crate) fn scan_files(
+    store: ObjectStoreUrl,
+    file_schema: SchemaRef,
+    files: &[FileEntry],
+    projection: Vec<usize>,
+    file_column: &str,
+    target_partitions: usize,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let file_field = Arc::new(arrow::datatypes::Field::new(
+        file_column,
+        DataType::UInt64,
+        false,
+    ));
+    let mut indices = projection;
+    indices.push(file_schema.fields().len());
+    let table_schema = TableSchema::builder(file_schema)
+        .with_table_partition_cols(vec![file_field])
+        .build();
+    let partitioned: Vec<PartitionedFile> = files
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let mut file = PartitionedFile::from(ObjectMeta {
+                location: entry.location.clone(),
+                last_modified: chrono::DateTime::from_timestamp_millis(entry.modified_ms)
+                    .unwrap_or_default(),
+                size: entry.size,
+                e_tag: None,
+                version: None,
+            });
+            file.partition_values = vec![ScalarValue::UInt64(Some(i as u64))];
+            file
+        })
+        .collect();
+    let groups = FileGroup::new(partitioned).split_files(target_partitions.max(1));
+    let source = Arc::new(ParquetSource::new(table_schema));
+    let config = FileScanConfigBuilder::new(store, source)
+        .with_file_groups(groups)
+        .with_projection_indices(Some(indices))?
+        .build();
+    Ok(DataSourceExec::from_data_source(config))
+}
+
+/// The object store URL (scheme and authority) of a table's root.
+pub(crate) fn store_url(table: &DeltaTable) -> DfResult<ObjectStoreUrl> {
+    let root = table.log_store().root_url().clone();
+    ObjectStoreUrl::parse(&root[..url::Position::BeforePath])
+}
+
 /// The statistics of a [`FileList`], one container per file, for [`PruningPredicate`].
 impl PruningStatistics for FileList {
     fn min_values(&self, column: &Column) -> Option<ArrayRef> {

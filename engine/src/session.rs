@@ -99,6 +99,19 @@ impl WarehouseSession {
                 readable: options.readable.clone(),
             }),
         );
+        for kind in [
+            crate::maturity::function::Kind::Curve,
+            crate::maturity::function::Kind::Projected,
+        ] {
+            ctx.register_udtf(
+                kind.name(),
+                Arc::new(crate::maturity::function::MaturityFunction {
+                    kind,
+                    warehouse: warehouse.clone(),
+                    readable: options.readable.clone(),
+                }),
+            );
+        }
         let tables_read = TablesRead::default();
         let schema_of = |namespaces: &'static [Namespace], prefix: &'static str| {
             Arc::new(WarehouseSchema {

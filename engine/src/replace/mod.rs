@@ -112,6 +112,7 @@ pub struct ReplaceSlices {
     slices: BTreeSet<SliceKey>,
     batches: Vec<RecordBatch>,
     job: Option<JobId>,
+    observed: Option<chrono::NaiveDate>,
     max_attempts: usize,
 }
 
@@ -125,6 +126,7 @@ impl ReplaceSlices {
             slices: BTreeSet::new(),
             batches: Vec::new(),
             job: None,
+            observed: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
     }
@@ -153,6 +155,14 @@ impl ReplaceSlices {
             app_id: app_id.into(),
             version,
         });
+        self
+    }
+
+    /// The day the new rows were pulled from their source (a sync's "today"), recorded in the
+    /// commit as `tidemark.observed`: the clock the maturity curves measure a day's age by
+    /// ([`crate::maturity`]). Without it a commit's age is its commit time.
+    pub fn observed_on(mut self, day: chrono::NaiveDate) -> Self {
+        self.observed = Some(day);
         self
     }
 
@@ -418,6 +428,9 @@ impl ReplaceSlices {
                 format!("{}@{}", job.app_id, job.version).into(),
             );
         }
+        if let Some(day) = self.observed {
+            info.insert("observed".into(), day.to_string().into());
+        }
         HashMap::from([("tidemark".to_string(), serde_json::Value::Object(info))])
     }
 
@@ -469,6 +482,10 @@ impl ReplaceSlices {
             .with_configuration(properties)
             .with_raise_if_key_not_exists(false)
             .with_actions(actions)
+            .with_commit_properties(
+                deltalake::kernel::transaction::CommitProperties::default()
+                    .with_metadata(self.commit_info()),
+            )
             .await;
         match created {
             Ok(table) => {

@@ -92,26 +92,7 @@ impl WarehouseSession {
         let ctx = new_context(config, runtime, warehouse.query_engine())?;
         crate::functions::register(&ctx);
         crate::runwise::register(&ctx);
-        ctx.register_udtf(
-            "restatements",
-            Arc::new(crate::audit::RestatementsFunction {
-                warehouse: warehouse.clone(),
-                readable: options.readable.clone(),
-            }),
-        );
-        for kind in [
-            crate::maturity::function::Kind::Curve,
-            crate::maturity::function::Kind::Projected,
-        ] {
-            ctx.register_udtf(
-                kind.name(),
-                Arc::new(crate::maturity::function::MaturityFunction {
-                    kind,
-                    warehouse: warehouse.clone(),
-                    readable: options.readable.clone(),
-                }),
-            );
-        }
+        register_table_functions(&ctx, &warehouse, options.readable.clone());
         let tables_read = TablesRead::default();
         let schema_of = |namespaces: &'static [Namespace], prefix: &'static str| {
             Arc::new(WarehouseSchema {
@@ -359,6 +340,35 @@ fn base_options() -> &'static ConfigOptions {
         }
         options
     })
+}
+
+/// tidemark's table functions over `warehouse`: `restatements(…)`, `maturity(…)` and
+/// `projected(…)`, each refusing tables `readable` does not allow.
+pub fn register_table_functions(
+    ctx: &SessionContext,
+    warehouse: &Warehouse,
+    readable: Option<ReadFilter>,
+) {
+    ctx.register_udtf(
+        "restatements",
+        Arc::new(crate::audit::RestatementsFunction {
+            warehouse: warehouse.clone(),
+            readable: readable.clone(),
+        }),
+    );
+    for kind in [
+        crate::maturity::function::Kind::Curve,
+        crate::maturity::function::Kind::Projected,
+    ] {
+        ctx.register_udtf(
+            kind.name(),
+            Arc::new(crate::maturity::function::MaturityFunction {
+                kind,
+                warehouse: warehouse.clone(),
+                readable: readable.clone(),
+            }),
+        );
+    }
 }
 
 /// The runtime of a session: the warehouse's shared one, or with a memory limit, one of its

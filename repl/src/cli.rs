@@ -57,7 +57,14 @@ pub enum Command {
     /// How one day's numbers changed as the platforms restated them: a chart of the day's
     /// installs and spend after each sync that changed it, then the changes per account and
     /// campaign. In SQL: SELECT * FROM restatements('ad_performance', date => '2026-11-01').
+    ///
+    /// With --maturity METRIC instead of a day: the maturity curve, the share of a day's final
+    /// value reported at each age over the settled days. In SQL: maturity('ad_performance',
+    /// 'installs') and projected('ad_performance', 'installs', by => 'campaign').
     History(crate::commands::history::HistoryArgs),
+    /// Maturity curves and projected final values: `maturity backtest` checks projections
+    /// against what settled days became.
+    Maturity(crate::commands::maturity::MaturityArgs),
     /// Manage the Flight SQL users in tidemark.toml.
     User(crate::commands::user::UserArgs),
     /// Replace the slices found in data files (CSV, JSON lines or Parquet) in one commit.

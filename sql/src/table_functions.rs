@@ -13,7 +13,11 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 /// Each table function's parameters, in order.
-const PARAMETERS: &[(&str, &[&str])] = &[("restatements", &["table", "date", "source", "account"])];
+const PARAMETERS: &[(&str, &[&str])] = &[
+    ("restatements", &["table", "date", "source", "account"]),
+    ("maturity", &["table", "metric", "by", "since"]),
+    ("projected", &["table", "metric", "by", "since", "curve"]),
+];
 
 /// The statement with named table-function arguments made positional; `None` when it has none.
 pub fn rewrite(sql: &str) -> Result<Option<String>, String> {

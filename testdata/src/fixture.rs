@@ -1,7 +1,8 @@
 //! The fixture warehouse: `ad_performance` from `fixtures/ad_performance.csv` (two sources,
-//! one account each, three days; a Korean campaign name) as version 0, then a restatement of
-//! meta/1001/2026-11-02 from `fixtures/ad_performance_restated.csv` as version 1 (late clicks,
-//! installs and revenue on one campaign; another campaign's ad replaced by a new one); the
+//! one account each, three days; a Korean campaign name) as version 0, pulled on 2026-11-04,
+//! then a restatement of meta/1001/2026-11-02 from `fixtures/ad_performance_restated.csv` as
+//! version 1, pulled on 2026-11-05 (late clicks, installs and revenue on one campaign; another
+//! campaign's ad replaced by a new one); the
 //! `fx_rates` seed and the sample marts of `marts/`, refreshed once.
 //!
 //! Everything but commit times is the same on every build, so SQL tests can state exact
@@ -34,21 +35,40 @@ pub fn ad_rows(file: &str) -> RecordBatch {
 
 /// Replace the slices `rows` belong to with `rows`, in one commit.
 pub async fn replace(warehouse: &Warehouse, rows: RecordBatch) {
+    replace_observed(warehouse, rows, None).await
+}
+
+/// [`replace`], the rows pulled on `observed` (what the maturity curves count ages from).
+pub async fn replace_observed(
+    warehouse: &Warehouse,
+    rows: RecordBatch,
+    observed: Option<chrono::NaiveDate>,
+) {
     let slices: Vec<SliceKey> = SliceLayout::default()
         .keys_of(AD_PERFORMANCE, &rows)
         .expect("slice keys");
-    warehouse
+    let replace = warehouse
         .replace_slices(AD_PERFORMANCE)
         .with_slices(slices)
-        .with_rows([rows])
-        .await
-        .expect("fixture load");
+        .with_rows([rows]);
+    match observed {
+        Some(day) => replace.observed_on(day),
+        None => replace,
+    }
+    .await
+    .expect("fixture load");
 }
 
 /// Fill `warehouse` (empty) with the fixture: two `ad_performance` commits, the seed, the marts.
 pub async fn build(warehouse: &Warehouse) {
-    replace(warehouse, ad_rows("ad_performance.csv")).await;
-    replace(warehouse, ad_rows("ad_performance_restated.csv")).await;
+    let day = |d: &str| d.parse().ok();
+    replace_observed(warehouse, ad_rows("ad_performance.csv"), day("2026-11-04")).await;
+    replace_observed(
+        warehouse,
+        ad_rows("ad_performance_restated.csv"),
+        day("2026-11-05"),
+    )
+    .await;
     engine::marts::load_seeds(warehouse, &dir().join("seeds"))
         .await
         .expect("seeds");

@@ -4,13 +4,55 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use datafusion::sql::parser::DFParser;
+use std::ops::ControlFlow;
+
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::resolve::resolve_table_references;
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, TableFactor, Value, Visit, Visitor,
+};
 
 use super::definition::MartDefinition;
 use crate::error::{Error, Result};
 
-/// The names a mart's SQL reads (tables, marts and seeds), lower-cased, without schema.
+/// tidemark's table functions, whose first argument names the table they read.
+const TABLE_FUNCTIONS: [&str; 3] = ["restatements", "maturity", "projected"];
+
+/// The tables named by the first argument of table-function calls.
+struct FunctionInputs(BTreeSet<String>);
+
+impl Visitor for FunctionInputs {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name,
+            args: Some(args),
+            ..
+        } = factor
+        {
+            let function = name.to_string().to_ascii_lowercase();
+            let first = args.args.iter().find_map(|arg| match arg {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => Some(&v.value),
+                FunctionArg::Named {
+                    name,
+                    arg: FunctionArgExpr::Expr(Expr::Value(v)),
+                    ..
+                } if name.value.eq_ignore_ascii_case("table") => Some(&v.value),
+                _ => None,
+            });
+            if let (true, Some(Value::SingleQuotedString(table))) =
+                (TABLE_FUNCTIONS.contains(&function.as_str()), first)
+            {
+                self.0.insert(table.to_ascii_lowercase());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The names a mart's SQL reads (tables, marts and seeds), lower-cased, without schema. A
+/// table function (`projected('ad_performance', …)`) reads the table its first argument names.
 pub fn inputs_of(mart: &MartDefinition) -> Result<BTreeSet<String>> {
     let statements = DFParser::parse_sql(&mart.sql).map_err(|e| Error::MartDefinition {
         mart: mart.name.clone(),
@@ -26,6 +68,10 @@ pub fn inputs_of(mart: &MartDefinition) -> Result<BTreeSet<String>> {
         });
     }
     let statement = statements.into_iter().next().expect("one statement");
+    let mut functions = FunctionInputs(BTreeSet::new());
+    if let DFStatement::Statement(inner) = &statement {
+        let _ = inner.visit(&mut functions);
+    }
     let (tables, _ctes) =
         resolve_table_references(&statement, true).map_err(|e| Error::MartDefinition {
             mart: mart.name.clone(),
@@ -34,6 +80,8 @@ pub fn inputs_of(mart: &MartDefinition) -> Result<BTreeSet<String>> {
     Ok(tables
         .into_iter()
         .map(|t| t.table().to_ascii_lowercase())
+        .filter(|t| !TABLE_FUNCTIONS.contains(&t.as_str()))
+        .chain(functions.0)
         .collect())
 }
 
@@ -185,6 +233,19 @@ mod tests {
         );
         let only = graph.with_dependents(&BTreeSet::from(["by_channel".to_string()]));
         assert_eq!(only, vec![vec!["by_channel"], vec!["rolling"]]);
+    }
+
+    #[test]
+    fn a_table_function_reads_the_table_it_names() {
+        let m = mart(
+            "projected_daily",
+            "WITH s AS (SELECT * FROM projected('ad_performance', 'spend', by => 'campaign')) \
+             SELECT * FROM s JOIN maturity(table => 'Other', metric => 'installs') c ON true",
+        );
+        assert_eq!(
+            inputs_of(&m).unwrap(),
+            BTreeSet::from(["ad_performance".to_string(), "other".to_string()])
+        );
     }
 
     #[test]

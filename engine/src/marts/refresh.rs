@@ -199,6 +199,7 @@ async fn pinned_context(warehouse: &Warehouse, inputs: &[Input]) -> Result<Sessi
     )?;
     crate::functions::register(&ctx);
     crate::runwise::register(&ctx);
+    crate::session::register_table_functions(&ctx, warehouse, None);
     for input in inputs {
         crate::session::register_version(
             &ctx,

@@ -88,3 +88,60 @@ pub struct Group {
     pub account: Option<String>,
     pub campaign: Option<String>,
 }
+
+/// The backtest of `metric` in `table`: for every settled (group, day) at grain `by`, the
+/// value seen at each age projected with a curve per `curve` learnt from the other settled
+/// days, against the day's final value; and the naive "the value seen is final" answer.
+pub async fn backtest(
+    warehouse: &crate::Warehouse,
+    table: &str,
+    metric: &str,
+    by: Grain,
+    curve: Grain,
+) -> crate::Result<Vec<BacktestRow>> {
+    let history = History::read(warehouse, table).await?;
+    let (series, clocks) = history.series(metric, by)?;
+    let curve = curve.min(by);
+    Ok(curve::backtest(&series, &clocks, &|g: &Group| curve.of(g)))
+}
+
+/// Backtest rows as a table: `age_days`, `cells`, `projected_cells`, `mdape_projected_pct`,
+/// `mdape_naive_pct` and `projection_better`.
+pub fn backtest_batch(rows: &[BacktestRow]) -> crate::Result<arrow::array::RecordBatch> {
+    use arrow::array::{BooleanArray, Float64Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("age_days", DataType::Int64, false),
+        Field::new("cells", DataType::Int64, false),
+        Field::new("projected_cells", DataType::Int64, false),
+        Field::new("mdape_projected_pct", DataType::Float64, true),
+        Field::new("mdape_naive_pct", DataType::Float64, true),
+        Field::new("projection_better", DataType::Boolean, true),
+    ]));
+    let better = rows
+        .iter()
+        .map(|r| match (r.mdape_projected, r.mdape_naive) {
+            (Some(p), Some(n)) => Some(p < n || (p == n && n == 0.0)),
+            _ => None,
+        });
+    Ok(arrow::array::RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(rows.iter().map(|r| r.age_days).collect::<Int64Array>()),
+            Arc::new(rows.iter().map(|r| r.cells as i64).collect::<Int64Array>()),
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.projected_cells as i64)
+                    .collect::<Int64Array>(),
+            ),
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.mdape_projected)
+                    .collect::<Float64Array>(),
+            ),
+            Arc::new(rows.iter().map(|r| r.mdape_naive).collect::<Float64Array>()),
+            Arc::new(better.collect::<BooleanArray>()),
+        ],
+    )?)
+}

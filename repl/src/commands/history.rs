@@ -1,6 +1,7 @@
 //! `tidemark history DAY`: how one day's numbers grew as the platforms restated them — a small
 //! terminal chart of the day's installs and spend after each sync that changed it, then the
-//! changes per account and campaign (the `restatements(…)` audit).
+//! changes per account and campaign (the `restatements(…)` audit). `tidemark history
+//! --maturity METRIC` draws the curve over all settled days instead ([`super::maturity`]).
 
 use std::process::ExitCode;
 
@@ -21,7 +22,18 @@ pub struct HistoryArgs {
     pub project: ProjectArgs,
 
     /// The day to audit (YYYY-MM-DD).
-    pub day: chrono::NaiveDate,
+    #[arg(required_unless_present = "maturity")]
+    pub day: Option<chrono::NaiveDate>,
+
+    /// Instead of one day: the maturity curve of this numeric column (the share of a day's
+    /// final value reported at each age, from the settled days). In SQL:
+    /// SELECT * FROM maturity('ad_performance', 'installs').
+    #[arg(long, value_name = "METRIC", conflicts_with_all = ["day", "source", "account"])]
+    pub maturity: Option<String>,
+
+    /// With --maturity: one curve per source, account or campaign.
+    #[arg(long, value_enum, default_value_t = crate::commands::maturity::GrainArg::Source, requires = "maturity")]
+    pub by: crate::commands::maturity::GrainArg,
 
     /// The table or mart to audit.
     #[arg(long, default_value = "ad_performance")]
@@ -161,9 +173,23 @@ fn chart(points: &[Point]) -> String {
 pub async fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let config = args.project.config_or_default()?;
     let warehouse = args.project.open(&config).await?;
+    if let Some(metric) = &args.maturity {
+        crate::commands::maturity::print_curve(
+            &warehouse,
+            &args.table,
+            metric,
+            args.by.into(),
+            args.format,
+        )
+        .await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(day) = args.day else {
+        anyhow::bail!("give a DAY to audit, or --maturity METRIC for a curve");
+    };
     let request = AuditRequest {
         table: args.table.clone(),
-        day: args.day,
+        day,
         source: args.source.clone(),
         account: args.account.clone(),
     };
@@ -178,7 +204,7 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{} has no rows for {}{} in any readable version",
             args.table,
-            args.day,
+            day,
             match (&args.source, &args.account) {
                 (None, None) => String::new(),
                 (s, a) => format!(
@@ -212,7 +238,7 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     println!(
         "{} · {} · {} versions changed it{}",
         args.table,
-        args.day,
+        day,
         points.len(),
         if sources.len() > 1 {
             format!(

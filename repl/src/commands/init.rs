@@ -38,7 +38,7 @@ compact_at = "03:00"
 "#;
 
 /// The files `init` writes, relative to the project directory.
-const FILES: [(&str, &str); 5] = [
+const FILES: [(&str, &str); 6] = [
     ("tidemark.toml", CONFIG),
     (
         "marts/daily_campaign_performance.sql",
@@ -51,6 +51,10 @@ const FILES: [(&str, &str); 5] = [
     (
         "marts/installs_rolling_7d.sql",
         include_str!("../../../testdata/marts/installs_rolling_7d.sql"),
+    ),
+    (
+        "marts/daily_campaign_projected.sql",
+        include_str!("../../../testdata/marts/daily_campaign_projected.sql"),
     ),
     (
         "seeds/fx_rates.csv",

@@ -8,6 +8,7 @@ pub mod history;
 pub mod init;
 pub mod load;
 pub mod mart;
+pub mod maturity;
 pub mod run;
 pub mod serve;
 pub mod sim;
@@ -38,6 +39,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => worker::run(args).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Mart(args) => mart::run(args).await,
+        Command::Maturity(args) => maturity::run(args).await,
         Command::Init(args) => init::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::User(args) => user::run(args).await,

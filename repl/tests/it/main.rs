@@ -10,6 +10,7 @@ mod flight;
 mod interop;
 mod maintenance;
 mod marts;
+mod maturity;
 mod platforms;
 mod readme;
 mod resume;

@@ -95,6 +95,10 @@ pub enum Error {
     #[error("table '{table}' cannot take slice replaces: {reason}")]
     NotSliceTable { table: String, reason: String },
 
+    /// A maturity curve or projection asked of a table whose history cannot give one.
+    #[error("table '{table}' has no restatement history to follow: {reason}")]
+    NoHistory { table: String, reason: String },
+
     /// Someone else holds a lease (one scheduler per warehouse, one refresher per mart).
     #[error("{path} is held by {holder} until {until} (it renews while running; a dead holder's lease expires then)")]
     LeaseHeld {

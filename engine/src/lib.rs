@@ -24,6 +24,7 @@
 //! - [`maturity`]: maturity curves and projected final values from the restatement history
 //!   (`maturity(…)`, `projected(…)`).
 //! - [`audit`]: the restatement audit (`restatements(…)`): how a day's numbers changed per sync.
+//! - [`table_functions`]: named arguments of the table functions, put in their positions.
 //! - [`session`]: a DataFusion session whose catalog is the warehouse.
 //! - [`scan`]: how a query reads one table version (file list, pruning, Parquet scan).
 //! - [`distributed`]: queries on a Ballista cluster (plan codec, functions, object stores);
@@ -56,6 +57,7 @@ pub mod scan;
 pub mod session;
 pub mod slice;
 pub mod storage;
+pub mod table_functions;
 pub mod warehouse;
 
 pub use error::{Error, Result};

@@ -22,7 +22,6 @@ pub mod maintenance;
 pub mod placeholders;
 pub mod refresh_mart;
 pub mod script;
-pub mod table_functions;
 pub mod time_travel;
 
 pub(crate) use engine::session::ASOF_CATALOG;
@@ -234,7 +233,7 @@ async fn plan_query(
     statement: &str,
     role: Role,
 ) -> Result<DataFrame, Error> {
-    let positioned = table_functions::rewrite(statement).map_err(Error::Statement)?;
+    let positioned = engine::table_functions::rewrite(statement).map_err(Error::Statement)?;
     let statement = positioned.as_deref().unwrap_or(statement);
     let statement = match time_travel::rewrite(statement).map_err(Error::Statement)? {
         Some((rewritten, pinned)) => {

@@ -3,8 +3,8 @@
 -- [tests]
 -- not_null = ["date", "source", "account_id", "campaign_id", "basis", "projected_installs"]
 -- accepted_range = { spend = { min = 0 }, projected_spend = { min = 0 } }
--- Every day from `since`, so days that left the window keep their settled values here.
 WITH spend AS (
+    -- Every day from `since`, so days that left the window keep their settled values here.
     SELECT * FROM projected('ad_performance', 'spend', by => 'campaign', since => '2000-01-01')
 ), installs AS (
     SELECT * FROM projected('ad_performance', 'installs', by => 'campaign', since => '2000-01-01')

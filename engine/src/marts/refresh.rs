@@ -223,6 +223,12 @@ async fn run_query(
         mart: mart.name.clone(),
         message: e.to_string(),
     };
+    // Named table-function arguments (`projected('t', 'm', by => 'campaign')`), as in the shell.
+    let positioned = crate::table_functions::rewrite(sql).map_err(|message| Error::MartQuery {
+        mart: mart.name.clone(),
+        message,
+    })?;
+    let sql = positioned.as_deref().unwrap_or(sql);
     let frame = ctx.sql(sql).await.map_err(failed)?;
     let schema = frame.schema().as_arrow().clone();
     let column = &mart.header.partition_by;

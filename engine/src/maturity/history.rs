@@ -174,9 +174,11 @@ impl History {
     pub async fn read(warehouse: &Warehouse, name: &str) -> Result<Arc<History>> {
         let namespace = warehouse.locate(name).await?;
         if namespace == Namespace::System {
-            return Err(Error::NotSliceTable {
+            return Err(Error::NoHistory {
                 table: name.to_string(),
-                reason: "system tables have no restatement history".into(),
+                reason:
+                    "it is a system table; curves follow tables synced by (source, account, day)"
+                        .into(),
             });
         }
         let table = warehouse.open_table(namespace, name).await?;
@@ -213,7 +215,12 @@ impl History {
         name: &str,
         table: &DeltaTable,
     ) -> Result<History> {
-        let layout = crate::replace::table_layout(name, table)?;
+        let layout = crate::replace::table_layout(name, table).map_err(|_| Error::NoHistory {
+            table: name.to_string(),
+            reason: "it is not a slice table (one written by syncs, per source, account and day), \
+                     so its versions say nothing about restatements"
+                .into(),
+        })?;
         let provider = crate::scan::provider(table)?;
         let schema = provider.schema();
         let metrics = numeric_columns(&schema, &layout);
@@ -314,7 +321,7 @@ impl History {
             .metrics
             .iter()
             .position(|c| c == metric)
-            .ok_or_else(|| Error::NotSliceTable {
+            .ok_or_else(|| Error::NoHistory {
                 table: self.table.clone(),
                 reason: format!("it has no numeric column '{metric}'"),
             })?;
@@ -483,7 +490,7 @@ async fn read_file_totals(
             .collect::<Vec<_>>(),
     ));
     let index_of = |column: &str| file_schema.index_of(column).ok();
-    let account = index_of(&layout.account).ok_or_else(|| Error::NotSliceTable {
+    let account = index_of(&layout.account).ok_or_else(|| Error::NoHistory {
         table: name.to_string(),
         reason: format!("it has no column '{}'", layout.account),
     })?;

@@ -1,4 +1,5 @@
-//! Named arguments for tidemark's table functions: `restatements('ad_performance',
+//! Named arguments for tidemark's table functions (`restatements`, `maturity`, `projected`):
+//! `restatements('ad_performance',
 //! date => '2026-11-01', source => 'meta')`. DataFusion plans only positional arguments in
 //! `FROM`, so named ones are put in their positions here (NULL for one left out before a later
 //! one), and the statement goes on to planning rewritten.

@@ -6,6 +6,8 @@
 //!   table from the pin and reads that version's file list when it plans the scan.
 //! - `R`: a [`RestatementsTable`] as its warehouse URL and request (JSON), computed on the
 //!   scheduler when scanned.
+//! - `T`: a [`MaturityTable`] (`maturity(…)`, `projected(…)`) as its warehouse URL and
+//!   request (JSON), computed on the scheduler when scanned.
 //! - `M`: a `MemTable` (the ledger before the first sync) as its rows in Arrow IPC.
 //!
 //! Everything else (Ballista's own plan nodes, file formats) goes to Ballista's codec.
@@ -26,12 +28,14 @@ use datafusion::logical_expr::{Extension, LogicalPlan};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 
 use crate::audit::{AuditRequest, RestatementsTable};
+use crate::maturity::function::{MaturityRequest, MaturityTable};
 use crate::scan::{PinnedVersion, SnapshotTable};
 use crate::storage::StorageConfig;
 
 const SNAPSHOT: u8 = b'S';
 const RESTATEMENTS: u8 = b'R';
 const MEMORY: u8 = b'M';
+const MATURITY: u8 = b'T';
 
 /// tidemark's logical codec: its tables, then Ballista's codec for everything else.
 #[derive(Debug)]
@@ -55,6 +59,12 @@ impl TidemarkLogicalCodec {
 struct EncodedRestatements {
     warehouse: String,
     request: AuditRequest,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EncodedMaturity {
+    warehouse: String,
+    request: MaturityRequest,
 }
 
 fn json_error(e: serde_json::Error) -> DataFusionError {
@@ -103,6 +113,14 @@ impl LogicalExtensionCodec for TidemarkLogicalCodec {
                     self.storage.clone(),
                 )))
             }
+            MATURITY => {
+                let encoded: EncodedMaturity = serde_json::from_slice(body).map_err(json_error)?;
+                Ok(Arc::new(MaturityTable::remote(
+                    encoded.warehouse,
+                    encoded.request,
+                    self.storage.clone(),
+                )))
+            }
             MEMORY => {
                 let reader = StreamReader::try_new(body, None)?;
                 let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
@@ -128,6 +146,14 @@ impl LogicalExtensionCodec for TidemarkLogicalCodec {
             let (warehouse, request) = table.request();
             buf.push(RESTATEMENTS);
             let encoded = EncodedRestatements {
+                warehouse: warehouse.to_string(),
+                request: request.clone(),
+            };
+            serde_json::to_writer(buf, &encoded).map_err(json_error)
+        } else if let Some(table) = node.downcast_ref::<MaturityTable>() {
+            let (warehouse, request) = table.request();
+            buf.push(MATURITY);
+            let encoded = EncodedMaturity {
                 warehouse: warehouse.to_string(),
                 request: request.clone(),
             };

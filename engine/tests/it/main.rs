@@ -8,6 +8,7 @@ mod checkpoint;
 mod file_cache;
 mod isolation;
 mod maintenance;
+mod maturity;
 mod mixed;
 mod property;
 mod scan;

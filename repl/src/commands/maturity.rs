@@ -191,9 +191,8 @@ pub async fn print_curve(
         anyhow::bail!("maturity() returned no ages");
     };
     let value = |a: &arrow::array::Float64Array, i: usize| (!a.is_null(i)).then(|| a.value(i));
-    let mut group = String::new();
-    for i in 0..batch.num_rows() {
-        let name = [
+    let name_of = |i: usize| {
+        [
             Some(sources.value(i)),
             (!accounts.is_null(i)).then(|| accounts.value(i)),
             (!campaigns.is_null(i)).then(|| campaigns.value(i)),
@@ -201,7 +200,24 @@ pub async fn print_curve(
         .into_iter()
         .flatten()
         .collect::<Vec<_>>()
-        .join(" / ");
+        .join(" / ")
+    };
+    // Groups no settled day shows the metric for get a line, not a column of dashes.
+    let mut seen: std::collections::BTreeMap<String, i64> = Default::default();
+    for i in 0..batch.num_rows() {
+        *seen.entry(name_of(i)).or_default() += days.value(i);
+    }
+    let mut group = String::new();
+    for i in 0..batch.num_rows() {
+        let name = name_of(i);
+        if seen.get(&name) == Some(&0) {
+            if name != group {
+                println!();
+                println!("{name}: no settled day reports {metric} yet");
+                group = name;
+            }
+            continue;
+        }
         if name != group {
             println!();
             println!("{name}");

@@ -97,6 +97,12 @@ def smoke(url, user, password):
         out["version0"] = query(conn, "SELECT sum(clicks) AS clicks FROM ad_performance VERSION AS OF 0").to_pylist()
         out["history"] = query(conn, "DESCRIBE HISTORY ad_performance").column("version").to_pylist()
         out["show_tables"] = query(conn, "SHOW TABLES").column("name").to_pylist()
+        out["projected"] = query(
+            conn,
+            "SELECT source, CAST(date AS VARCHAR) AS day, basis FROM "
+            "projected('ad_performance', 'installs', by => 'source', since => '2026-11-01') "
+            "WHERE date = DATE '2026-11-01' ORDER BY source",
+        ).to_pylist()
         out["writes"] = refused(lambda: query(conn, "REFRESH MART channel_daily"))
         out["bad_sql"] = refused(lambda: query(conn, "SELECT * FROM ad_perfomance"))
     return out
@@ -123,6 +129,9 @@ def grants(url, user, password):
         out["granted"] = query(conn, "SELECT count(*) AS n FROM channel_daily").to_pylist()
         out["not_granted"] = refused(lambda: query(conn, "SELECT * FROM ad_performance"))
         out["not_granted_history"] = refused(lambda: query(conn, "DESCRIBE HISTORY ad_performance"))
+        out["not_granted_maturity"] = refused(
+            lambda: query(conn, "SELECT * FROM maturity('ad_performance', 'installs')")
+        )
         out["not_granted_time_travel"] = refused(
             lambda: query(conn, "SELECT * FROM ad_performance VERSION AS OF 0")
         )

@@ -196,6 +196,14 @@ async fn the_bench_suite_answers_alike_on_ballista_and_in_process() {
              ORDER BY 1, 2"
                 .to_string(),
         ),
+        (
+            "maturity() and projected()",
+            "SELECT c.source, c.age_days, c.days_observed, p.n FROM maturity('ad_performance', \
+             'clicks') c JOIN (SELECT source, count(*) AS n FROM projected('ad_performance', \
+             'clicks', by => 'account', since => '2026-06-01') GROUP BY source) p \
+             ON p.source = c.source ORDER BY 1, 2"
+                .to_string(),
+        ),
     ]);
     for (name, statement) in &suite {
         let expected = answer(&local, statement).await;

@@ -183,6 +183,14 @@ fn adbc_lists_queries_prepares_and_time_travels() {
     assert_eq!(out["version0"], serde_json::json!([{"clicks": 264}]));
     assert_eq!(out["history"], serde_json::json!([1, 0]));
     assert!(out["show_tables"].to_string().contains("channel_daily"));
+    // The table functions, as a BI tool sends them.
+    assert_eq!(
+        out["projected"],
+        serde_json::json!([
+            {"source": "google_ads", "day": "2026-11-01", "basis": "settled"},
+            {"source": "meta", "day": "2026-11-01", "basis": "settled"}
+        ])
+    );
     // Admins may change the warehouse.
     assert!(out["writes"].is_null(), "admin refresh: {}", out["writes"]);
     assert!(
@@ -230,6 +238,7 @@ fn a_reader_sees_and_reads_only_its_grants() {
     for case in [
         "not_granted",
         "not_granted_history",
+        "not_granted_maturity",
         "not_granted_time_travel",
     ] {
         let error = text(&out[case]);

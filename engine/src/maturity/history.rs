@@ -86,8 +86,11 @@ pub fn numeric_columns(schema: &SchemaRef, layout: &SliceLayout) -> Vec<String> 
 
 type HistoryKey = (String, String, u64);
 
-fn kept() -> &'static Mutex<VecDeque<(HistoryKey, Arc<History>)>> {
-    static KEPT: OnceLock<Mutex<VecDeque<(HistoryKey, Arc<History>)>>> = OnceLock::new();
+/// The histories kept, oldest first.
+type KeptHistories = Mutex<VecDeque<(HistoryKey, Arc<History>)>>;
+
+fn kept() -> &'static KeptHistories {
+    static KEPT: OnceLock<KeptHistories> = OnceLock::new();
     KEPT.get_or_init(Default::default)
 }
 
@@ -190,7 +193,7 @@ impl History {
                 .metadata()
                 .id()
                 .to_string(),
-            table.version().unwrap_or(0) as u64,
+            table.version().unwrap_or(0),
         );
         if let Some(found) = kept()
             .lock()
@@ -224,7 +227,7 @@ impl History {
         let provider = crate::scan::provider(table)?;
         let schema = provider.schema();
         let metrics = numeric_columns(&schema, &layout);
-        let newest = table.version().unwrap_or(0) as u64;
+        let newest = table.version().unwrap_or(0);
         let floor = crate::maintenance::oldest_readable_version(warehouse, namespace, name)
             .await?
             .unwrap_or(0)

@@ -37,6 +37,7 @@
 
 mod collect;
 mod compaction;
+mod console;
 mod flight;
 mod ingest;
 mod python;
@@ -158,6 +159,26 @@ enum Bench {
         #[arg(long)]
         s3_endpoint: Option<String>,
     },
+    /// The web console's pages over a warehouse of many accounts (HTTP, after a login), next
+    /// to `tidemark status --format json`; writes bench/CONSOLE.md. Needs `tidemark` built
+    /// beside this binary.
+    Console {
+        /// Accounts in the warehouse.
+        #[arg(long, default_value_t = 2000)]
+        accounts: usize,
+        /// Days per account.
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+        /// Timed fetches per page after one warm-up (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Where the warehouse is written (kept and reused when it exists; default: a temp dir).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// The report written.
+        #[arg(long, default_value = "bench/CONSOLE.md")]
+        results: std::path::PathBuf,
+    },
     /// Sync small payloads from the simulators; print payloads landed and committed per second.
     Collect {
         /// Accounts per platform (1–4).
@@ -243,6 +264,13 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Bench::Console {
+                accounts,
+                days,
+                runs,
+                dir,
+                results,
+            } => console::run(accounts, days, runs, tempfile_dir(dir)?, results).await,
             Bench::Collect {
                 accounts,
                 days,

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::raw::Unit;
+use crate::throttle::StatsSnapshot;
 use crate::window::Window;
 
 /// What a run set out to do.
@@ -53,6 +54,14 @@ pub struct Unloaded {
     pub outcome: String,
     pub reason: String,
     pub at: DateTime<Utc>,
+}
+
+/// What one attempt at a run asked of one source's API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpRecord {
+    pub source: String,
+    pub at: DateTime<Utc>,
+    pub http: StatsSnapshot,
 }
 
 /// The journal of one run.
@@ -196,6 +205,27 @@ impl Journal {
             at: Utc::now(),
         };
         self.put_json(&path, &record).await
+    }
+
+    /// Record what one attempt at the run asked of `source`'s API: requests, throttled
+    /// answers, retries and time waited (each attempt, `--resume` included, adds a record).
+    pub async fn record_http(&self, source: &str, http: &StatsSnapshot) -> Result<()> {
+        let record = HttpRecord {
+            source: source.to_string(),
+            at: Utc::now(),
+            http: *http,
+        };
+        let path = format!(
+            "{}/http/{source}-{}.json",
+            self.dir(),
+            record.at.format("%Y%m%dT%H%M%S%.6fZ")
+        );
+        self.put_json(&path, &record).await
+    }
+
+    /// What the run's attempts asked of the APIs, per attempt and source.
+    pub async fn http(&self) -> Result<Vec<HttpRecord>> {
+        self.read_all(&format!("{}/http/", self.dir())).await
     }
 
     /// Jobs of this run that ended without loading.

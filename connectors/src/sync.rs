@@ -757,8 +757,16 @@ async fn execute(
         });
         match outcome? {
             UnitOutcome::Loaded(rows) => pending[index].push(rows),
-            UnitOutcome::Quarantined(q) => report.quarantined.push(q),
-            UnitOutcome::Failed(f) => report.failed.push(f),
+            UnitOutcome::Quarantined(q) => {
+                journal
+                    .mark_unloaded(&unit, "quarantined", &q.reason)
+                    .await?;
+                report.quarantined.push(q);
+            }
+            UnitOutcome::Failed(f) => {
+                journal.mark_unloaded(&unit, "failed", &f.reason).await?;
+                report.failed.push(f);
+            }
         }
         remaining[index] -= 1;
         if pending[index].len() >= batch || remaining[index] == 0 {
@@ -789,6 +797,9 @@ async fn execute(
         };
         report.quarantined.sort_by(|a, b| a.unit.cmp(&b.unit));
         report.failed.sort_by(|a, b| a.unit.cmp(&b.unit));
+        if report.units > report.already_committed {
+            journal.record_http(&report.source, &report.http).await?;
+        }
         tracing::info!(source = %report.source, units = report.units, already_committed = report.already_committed, loaded = report.loaded_units, rows = report.rows, requests = report.http.requests, throttled = report.http.throttled, quarantined = report.quarantined.len(), failed = report.failed.len(), seconds = report.seconds, "source synced");
         reports.push(report);
     }

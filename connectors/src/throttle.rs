@@ -90,7 +90,7 @@ pub struct Stats {
 }
 
 /// A snapshot of [`Stats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatsSnapshot {
     pub requests: u64,
     pub throttled: u64,

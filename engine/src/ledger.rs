@@ -18,7 +18,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::{provider_as_source, MemTable, ViewTable};
 use datafusion::logical_expr::{col, LogicalPlanBuilder};
-use datafusion::prelude::SessionContext;
 
 use crate::error::{Error, Result};
 use crate::slice::{SliceKey, SliceLayout};
@@ -133,12 +132,8 @@ pub async fn read(warehouse: &Warehouse) -> Result<Vec<SliceRecord>> {
         return Ok(Vec::new());
     }
     let table = warehouse.open_table(Namespace::System, SLICES).await?;
-    let ctx = SessionContext::new();
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(|e| Error::delta(SLICES, e))?;
-    let provider = crate::session::table_provider(&table)?;
-    let batches = ctx.read_table(provider)?.collect().await?;
+    // One record per file until compaction packs them: most records come from the log.
+    let batches = crate::scan::read_rows(&table, warehouse.query_runtime().clone()).await?;
     let mut out = Vec::new();
     for batch in &batches {
         out.extend(from_batch(batch)?);

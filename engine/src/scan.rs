@@ -326,6 +326,166 @@ pub(crate) fn files_of(table: &DeltaTable) -> DfResult<Vec<FileEntry>> {
         .collect())
 }
 
+/// The rows of the version `table` was opened at, read from the Delta log where it can: a file
+/// holding one row whose statistics pin every column (min = max, or a null count of one) is
+/// that row, so it is rebuilt without opening the file. Only the other files are read. Tables
+/// of small records written a slice at a time (the slice ledger: one record per file until
+/// compaction packs them) are thus read from the log in one pass. Timestamps come back at the
+/// millisecond precision of Delta statistics.
+pub(crate) async fn read_rows(
+    table: &DeltaTable,
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+) -> DfResult<Vec<RecordBatch>> {
+    use arrow::array::UInt32Array;
+    use arrow::compute::take;
+    let files = file_list(table)?;
+    let schema = Arc::clone(&files.schema);
+    let n = files.len();
+    let rows: Option<UInt64Array> = files
+        .rows
+        .as_ref()
+        .and_then(|r| cast(r, &DataType::UInt64).ok())
+        .and_then(|r| r.as_any().downcast_ref::<UInt64Array>().cloned());
+    let mut exact: Vec<bool> = (0..n)
+        .map(|i| {
+            rows.as_ref()
+                .is_some_and(|r| !r.is_null(i) && r.value(i) == 1)
+        })
+        .collect();
+    for (_, stats) in &files.columns {
+        let (Some(min), Some(max), Some(nulls)) = (&stats.min, &stats.max, &stats.nulls) else {
+            exact.iter_mut().for_each(|e| *e = false);
+            break;
+        };
+        let nulls = cast(nulls, &DataType::UInt64)?;
+        let nulls = nulls
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .expect("cast to UInt64");
+        for (i, e) in exact.iter_mut().enumerate() {
+            if !*e {
+                continue;
+            }
+            *e = if !nulls.is_null(i) && nulls.value(i) == 1 {
+                true
+            } else if min.is_null(i) || max.is_null(i) || nulls.is_null(i) {
+                false
+            } else {
+                ScalarValue::try_from_array(min, i)? == ScalarValue::try_from_array(max, i)?
+            };
+        }
+    }
+    let indices = UInt32Array::from_iter_values(
+        exact
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| **e)
+            .map(|(i, _)| i as u32),
+    );
+    let mut out = Vec::new();
+    if !indices.is_empty() {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|field| {
+                let values = files
+                    .partitions
+                    .iter()
+                    .find(|(f, _)| f.name() == field.name())
+                    .map(|(_, v)| Arc::clone(v))
+                    .or_else(|| {
+                        files
+                            .columns
+                            .iter()
+                            .find(|(f, _)| f.name() == field.name())
+                            .and_then(|(_, s)| s.min.clone())
+                    })
+                    .ok_or_else(|| {
+                        DataFusionError::Internal(format!("no statistics for {}", field.name()))
+                    })?;
+                let taken = take(&values, &indices, None)?;
+                Ok(cast(&taken, field.data_type())?)
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        out.push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
+    }
+    // The files the log cannot stand in for: read them, partition values from the log.
+    let rest: Vec<usize> = (0..n).filter(|i| !exact[*i]).collect();
+    if rest.is_empty() {
+        return Ok(out);
+    }
+    let partition_names: Vec<&str> = files
+        .partitions
+        .iter()
+        .map(|(f, _)| f.name().as_str())
+        .collect();
+    let data_fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .filter(|f| !partition_names.contains(&f.name().as_str()))
+        .cloned()
+        .collect();
+    let file_schema = Arc::new(Schema::new(data_fields.clone()));
+    let entries: Vec<FileEntry> = rest
+        .iter()
+        .map(|&i| FileEntry {
+            location: files.locations[i].clone(),
+            size: files.sizes[i],
+            modified_ms: files.modified_ms[i],
+            partitions: Default::default(),
+        })
+        .collect();
+    if runtime.object_store(&files.store).is_err() {
+        runtime.register_object_store(
+            files.store.as_ref(),
+            table.log_store().root_object_store(None),
+        );
+    }
+    let ctx = datafusion::prelude::SessionContext::new_with_config_rt(
+        datafusion::prelude::SessionConfig::new(),
+        runtime,
+    );
+    let plan = scan_files(
+        files.store.clone(),
+        Arc::clone(&file_schema),
+        &entries,
+        (0..data_fields.len()).collect(),
+        "__tidemark_file",
+        ctx.copied_config().target_partitions(),
+    )?;
+    for batch in datafusion::physical_plan::collect(plan, ctx.task_ctx()).await? {
+        let file_index = batch
+            .column(batch.num_columns() - 1)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .cloned()
+            .ok_or_else(|| DataFusionError::Internal("no file index".into()))?;
+        // Each row's file in the version's file list, to take its partition values.
+        let positions = UInt32Array::from_iter_values(
+            file_index.values().iter().map(|k| rest[*k as usize] as u32),
+        );
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|field| {
+                match files
+                    .partitions
+                    .iter()
+                    .find(|(f, _)| f.name() == field.name())
+                {
+                    Some((_, values)) => Ok(take(values, &positions, None)?),
+                    None => {
+                        let k = file_schema.index_of(field.name())?;
+                        Ok(Arc::clone(batch.column(k)))
+                    }
+                }
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        out.push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
+    }
+    Ok(out)
+}
+
 /// A plain Parquet scan of `files` (any versions of a table whose newest data columns are
 /// `file_schema`), reading the columns `projection` of `file_schema` and, last, a `UInt64`
 /// column `file_column` holding each row's index in `files`. Columns a file lacks read as

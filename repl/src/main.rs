@@ -4,6 +4,7 @@
 mod output;
 mod cli;
 mod commands;
+mod console;
 mod logging;
 mod metrics;
 mod progress;

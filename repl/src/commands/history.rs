@@ -71,17 +71,17 @@ fn bar(value: f64, max: f64) -> String {
 
 /// The day's totals after one version that changed it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Point {
-    version: u64,
+pub(crate) struct Point {
+    pub version: u64,
     /// Commit time, ms since the epoch.
-    committed_ms: Option<i64>,
-    installs: f64,
-    spend: f64,
+    pub committed_ms: Option<i64>,
+    pub installs: f64,
+    pub spend: f64,
 }
 
 /// The day's totals after each version that changed it, from the audit rows (each cell keeps
 /// its value until a later row changes it).
-fn totals(batches: &[RecordBatch]) -> anyhow::Result<Vec<Point>> {
+pub(crate) fn totals(batches: &[RecordBatch]) -> anyhow::Result<Vec<Point>> {
     use std::collections::BTreeMap;
     let mut cells: BTreeMap<(String, String, String), (f64, f64)> = BTreeMap::new();
     let mut out: Vec<Point> = Vec::new();

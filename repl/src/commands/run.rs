@@ -370,6 +370,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         next_compaction.format("%Y-%m-%d %H:%M"),
     );
     tracing::info!(holder, every_s = schedule.sync_every.as_secs(), metrics = %bound, "scheduler started");
+    if let Some(console) = crate::console::ConsoleConfig::from_toml(&config.other)? {
+        let flight =
+            sql::flight::FlightConfig::from_toml(&config.other).map_err(anyhow::Error::msg)?;
+        let addr = crate::console::start(
+            &console,
+            &flight.users,
+            warehouse.clone(),
+            args.project.project.clone(),
+            sources.clone(),
+        )
+        .await?;
+        eprintln!("web console: http://{addr}/");
+    }
 
     let cycle = Cycle {
         warehouse: &warehouse,

@@ -111,6 +111,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let bound = crate::metrics::serve(metrics_addr, metrics).await?;
         println!("metrics: http://{bound}/metrics");
     }
+    if let Some(console) = crate::console::ConsoleConfig::from_toml(&config.other)? {
+        // Sources are only needed for the overview; a project without them still serves.
+        let sources = config.sources().unwrap_or_default();
+        let addr = crate::console::start(
+            &console,
+            &flight.users,
+            warehouse.clone(),
+            args.project.project.clone(),
+            sources,
+        )
+        .await?;
+        println!("web console: http://{addr}/");
+    }
     let first_user = flight.users.keys().next().cloned().unwrap_or_default();
     println!(
         "tidemark serve: Arrow Flight SQL on {url} · warehouse {} · {} user(s){}\n{}",

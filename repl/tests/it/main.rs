@@ -2,6 +2,7 @@
 
 mod attributed_mart;
 mod ballista;
+mod console;
 mod crash;
 mod demo;
 mod distributed;

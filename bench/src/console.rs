@@ -25,8 +25,9 @@ const WINDOW_DAYS: u64 = 28;
 const ACCOUNTS_PER_COMMIT: usize = 100;
 const PAGES: [&str; 5] = ["/", "/day", "/maturity", "/marts", "/runs"];
 
+/// Account ids as the ledger keeps them (what `account_ids()` makes of the configured ones).
 fn account(i: usize) -> String {
-    format!("act_{}", 100_000 + i)
+    format!("{}", 1_000_000_000 + i)
 }
 
 /// Write the warehouse: `accounts` × `days` rows and ledger records.
@@ -47,7 +48,7 @@ async fn generate(
         for &i in chunk {
             for back in 1..=days {
                 let date = today - Days::new(back);
-                let slice = SliceKey::new("meta", &account(i), date);
+                let slice = SliceKey::new("meta", account(i), date);
                 rows.push(Row {
                     slice: slice.clone(),
                     ad_id: "ad1".into(),

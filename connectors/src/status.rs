@@ -115,17 +115,24 @@ pub struct Status {
     pub runs: usize,
 }
 
+/// The oldest and newest day with rows in `ad_performance` of each of `accounts` (the files
+/// of other accounts are pruned by their statistics).
 async fn day_ranges(
     warehouse: &Warehouse,
+    accounts: &[(String, String)],
 ) -> Result<BTreeMap<(String, String), (NaiveDate, NaiveDate)>> {
     let mut out = BTreeMap::new();
     if !warehouse.exists(Namespace::Tables, AD_PERFORMANCE).await? {
         return Ok(out);
     }
+    let quote = |t: &str| format!("'{}'", t.replace('\'', "''"));
+    let ids: std::collections::BTreeSet<String> = accounts.iter().map(|(_, a)| quote(a)).collect();
     let session = WarehouseSession::new(warehouse.clone()).await?;
     let batches = session
         .sql(&format!(
-            "SELECT CAST(source AS VARCHAR), CAST(account_id AS VARCHAR), min(date), max(date) FROM {AD_PERFORMANCE} GROUP BY 1, 2"
+            "SELECT CAST(source AS VARCHAR), CAST(account_id AS VARCHAR), min(date), max(date) FROM {AD_PERFORMANCE} \
+             WHERE account_id IN ({}) GROUP BY 1, 2",
+            ids.into_iter().collect::<Vec<_>>().join(", ")
         ))
         .await?
         .collect()
@@ -245,13 +252,18 @@ pub async fn status(
         range.0 = range.0.min(*date);
         range.1 = range.1.max(*date);
     }
-    let unknown = sources.iter().any(|s| {
-        s.account_ids()
-            .into_iter()
-            .any(|a| !ranges.contains_key(&(s.name.clone(), a)))
-    });
-    if unknown {
-        for (key, range) in day_ranges(warehouse).await? {
+    let unknown: Vec<(String, String)> = sources
+        .iter()
+        .flat_map(|s| s.account_ids().into_iter().map(|a| (s.name.clone(), a)))
+        .filter(|key| !ranges.contains_key(key))
+        .collect();
+    tracing::debug!(
+        from_ledger = ranges.len(),
+        unknown = unknown.len(),
+        "day ranges"
+    );
+    if !unknown.is_empty() {
+        for (key, range) in day_ranges(warehouse, &unknown).await? {
             ranges.entry(key).or_insert(range);
         }
     }

@@ -126,7 +126,8 @@ pub async fn record(
         .await
 }
 
-/// Every record of the ledger (empty when nothing was synced yet).
+/// Every record of the ledger (empty when nothing was synced yet), its times to the
+/// millisecond (the precision of the Delta statistics most records are read from).
 pub async fn read(warehouse: &Warehouse) -> Result<Vec<SliceRecord>> {
     if !warehouse.exists(Namespace::System, SLICES).await? {
         return Ok(Vec::new());
@@ -137,6 +138,12 @@ pub async fn read(warehouse: &Warehouse) -> Result<Vec<SliceRecord>> {
     let mut out = Vec::new();
     for batch in &batches {
         out.extend(from_batch(batch)?);
+    }
+    let to_millis =
+        |t: DateTime<Utc>| DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t);
+    for record in &mut out {
+        record.synced_at = to_millis(record.synced_at);
+        record.settles_at = to_millis(record.settles_at);
     }
     Ok(out)
 }

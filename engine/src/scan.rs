@@ -352,23 +352,31 @@ pub(crate) async fn read_rows(
                 .is_some_and(|r| !r.is_null(i) && r.value(i) == 1)
         })
         .collect();
-    for (_, stats) in &files.columns {
-        let (Some(min), Some(max), Some(nulls)) = (&stats.min, &stats.max, &stats.nulls) else {
+    for (field, stats) in &files.columns {
+        let (Some(min), Some(max)) = (&stats.min, &stats.max) else {
+            tracing::debug!(column = %field.name(), "no min/max statistics: every file is read");
             exact.iter_mut().for_each(|e| *e = false);
             break;
         };
-        let nulls = cast(nulls, &DataType::UInt64)?;
-        let nulls = nulls
-            .as_any()
-            .downcast_ref::<UInt64Array>()
-            .expect("cast to UInt64");
+        // Null counts are not always kept; without one, only min = max pins the value (a
+        // null has no min).
+        let nulls = match &stats.nulls {
+            Some(nulls) => cast(nulls, &DataType::UInt64)?
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .cloned(),
+            None => None,
+        };
         for (i, e) in exact.iter_mut().enumerate() {
             if !*e {
                 continue;
             }
-            *e = if !nulls.is_null(i) && nulls.value(i) == 1 {
+            let one_null = nulls
+                .as_ref()
+                .is_some_and(|n| !n.is_null(i) && n.value(i) == 1);
+            *e = if one_null {
                 true
-            } else if min.is_null(i) || max.is_null(i) || nulls.is_null(i) {
+            } else if min.is_null(i) || max.is_null(i) {
                 false
             } else {
                 ScalarValue::try_from_array(min, i)? == ScalarValue::try_from_array(max, i)?
@@ -411,6 +419,13 @@ pub(crate) async fn read_rows(
     }
     // The files the log cannot stand in for: read them, partition values from the log.
     let rest: Vec<usize> = (0..n).filter(|i| !exact[*i]).collect();
+    tracing::debug!(
+        files = n,
+        from_statistics = n - rest.len(),
+        read = rest.len(),
+        has_row_counts = rows.is_some(),
+        "rows of a version"
+    );
     if rest.is_empty() {
         return Ok(out);
     }

@@ -7,6 +7,7 @@ mod bad_input;
 mod checkpoint;
 mod file_cache;
 mod isolation;
+mod ledger;
 mod maintenance;
 mod maturity;
 mod mixed;

@@ -28,7 +28,7 @@ use deltalake::DeltaTable;
 use crate::error::{Error, Result};
 use crate::session::register_version;
 use crate::slice::SliceLayout;
-use crate::warehouse::{Namespace, Warehouse};
+use crate::warehouse::{Namespace, ScanWarehouse, Warehouse};
 
 /// The metrics the audit follows, with the type their totals are reported in. A table without
 /// one reports it as NULL.
@@ -390,11 +390,8 @@ impl TableFunctionImpl for RestatementsFunction {
                 name: table,
             })));
         }
-        let warehouse = tokio::sync::OnceCell::new_with(Some(self.warehouse.clone()));
         Ok(Arc::new(RestatementsTable {
-            warehouse_url: self.warehouse.url().to_string(),
-            warehouse,
-            storage: None,
+            warehouse: ScanWarehouse::of(&self.warehouse),
             request: AuditRequest {
                 table,
                 day,
@@ -408,11 +405,7 @@ impl TableFunctionImpl for RestatementsFunction {
 /// The audit of one day, computed when scanned.
 #[derive(Debug)]
 pub struct RestatementsTable {
-    warehouse_url: String,
-    /// Set when made by the table function; opened from the URL on the first scan when
-    /// decoded from a plan (a Ballista scheduler).
-    warehouse: tokio::sync::OnceCell<Warehouse>,
-    storage: Option<crate::StorageConfig>,
+    warehouse: ScanWarehouse,
     request: AuditRequest,
 }
 
@@ -425,27 +418,14 @@ impl RestatementsTable {
         storage: crate::StorageConfig,
     ) -> Self {
         RestatementsTable {
-            warehouse_url,
-            warehouse: tokio::sync::OnceCell::new(),
-            storage: Some(storage),
+            warehouse: ScanWarehouse::remote(warehouse_url, storage),
             request,
         }
     }
 
     /// The warehouse's URL and what is audited: what a plan sent elsewhere carries.
     pub fn request(&self) -> (&str, &AuditRequest) {
-        (&self.warehouse_url, &self.request)
-    }
-
-    async fn warehouse(&self) -> DfResult<&Warehouse> {
-        self.warehouse
-            .get_or_try_init(|| async {
-                let storage = self.storage.clone().unwrap_or_default();
-                Warehouse::open(&self.warehouse_url, &storage)
-                    .await
-                    .map_err(|e| DataFusionError::External(Box::new(e)))
-            })
-            .await
+        (self.warehouse.url(), &self.request)
     }
 }
 
@@ -466,7 +446,7 @@ impl TableProvider for RestatementsTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batches = restatements(self.warehouse().await?, &self.request).await?;
+        let batches = restatements(self.warehouse.get().await?, &self.request).await?;
         let exec: Arc<dyn ExecutionPlan> =
             MemorySourceConfig::try_new_exec(&[batches], schema(), projection.cloned())?;
         Ok(exec)

@@ -488,3 +488,49 @@ mod tests {
         }
     }
 }
+
+/// The warehouse a computed table (`restatements(…)`, `maturity(…)`) reads when scanned: the
+/// handle it was made with, or, when it was decoded from a plan (a Ballista scheduler), one
+/// opened from its URL with `storage` on the first scan.
+#[derive(Debug)]
+pub struct ScanWarehouse {
+    url: String,
+    handle: tokio::sync::OnceCell<Warehouse>,
+    storage: StorageConfig,
+}
+
+impl ScanWarehouse {
+    /// `warehouse` itself.
+    pub fn of(warehouse: &Warehouse) -> Self {
+        ScanWarehouse {
+            url: warehouse.url().to_string(),
+            handle: tokio::sync::OnceCell::new_with(Some(warehouse.clone())),
+            storage: StorageConfig::default(),
+        }
+    }
+
+    /// The warehouse at `url`, opened with `storage` when first needed.
+    pub fn remote(url: String, storage: StorageConfig) -> Self {
+        ScanWarehouse {
+            url,
+            handle: tokio::sync::OnceCell::new(),
+            storage,
+        }
+    }
+
+    /// The URL: what a plan sent elsewhere carries.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The warehouse, opened now if it was not yet.
+    pub async fn get(&self) -> datafusion::error::Result<&Warehouse> {
+        self.handle
+            .get_or_try_init(|| async {
+                Warehouse::open(&self.url, &self.storage)
+                    .await
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+            })
+            .await
+    }
+}

@@ -28,7 +28,7 @@ use super::curve;
 use super::{Grain, Group, History, SCALE};
 use crate::error::Error;
 use crate::session::ReadFilter;
-use crate::warehouse::Warehouse;
+use crate::warehouse::{ScanWarehouse, Warehouse};
 
 /// Which of the two functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,9 +216,7 @@ impl TableFunctionImpl for MaturityFunction {
             })));
         }
         Ok(Arc::new(MaturityTable {
-            warehouse_url: self.warehouse.url().to_string(),
-            warehouse: tokio::sync::OnceCell::new_with(Some(self.warehouse.clone())),
-            storage: None,
+            warehouse: ScanWarehouse::of(&self.warehouse),
             request,
         }))
     }
@@ -227,11 +225,7 @@ impl TableFunctionImpl for MaturityFunction {
 /// A curve or projections, computed when scanned.
 #[derive(Debug)]
 pub struct MaturityTable {
-    warehouse_url: String,
-    /// Set when made by the table function; opened from the URL on the first scan when
-    /// decoded from a plan (a Ballista scheduler).
-    warehouse: tokio::sync::OnceCell<Warehouse>,
-    storage: Option<crate::StorageConfig>,
+    warehouse: ScanWarehouse,
     request: MaturityRequest,
 }
 
@@ -243,27 +237,14 @@ impl MaturityTable {
         storage: crate::StorageConfig,
     ) -> Self {
         MaturityTable {
-            warehouse_url,
-            warehouse: tokio::sync::OnceCell::new(),
-            storage: Some(storage),
+            warehouse: ScanWarehouse::remote(warehouse_url, storage),
             request,
         }
     }
 
     /// The warehouse's URL and the request: what a plan sent elsewhere carries.
     pub fn request(&self) -> (&str, &MaturityRequest) {
-        (&self.warehouse_url, &self.request)
-    }
-
-    async fn warehouse(&self) -> DfResult<&Warehouse> {
-        self.warehouse
-            .get_or_try_init(|| async {
-                let storage = self.storage.clone().unwrap_or_default();
-                Warehouse::open(&self.warehouse_url, &storage)
-                    .await
-                    .map_err(|e| DataFusionError::External(Box::new(e)))
-            })
-            .await
+        (self.warehouse.url(), &self.request)
     }
 }
 
@@ -424,7 +405,7 @@ impl TableProvider for MaturityTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = compute(self.warehouse().await?, &self.request).await?;
+        let batch = compute(self.warehouse.get().await?, &self.request).await?;
         let exec: Arc<dyn ExecutionPlan> =
             MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?;
         Ok(exec)

@@ -51,6 +51,18 @@ pub enum Error {
     Engine(Box<engine::Error>),
 }
 
+impl Error {
+    /// Whether storage failed (landing a payload, or a commit): the job succeeds when run
+    /// again once the store answers, so a sync marks it failed and goes on with the others.
+    pub fn is_storage(&self) -> bool {
+        match self {
+            Error::Raw { .. } => true,
+            Error::Engine(e) => e.is_storage(),
+            _ => false,
+        }
+    }
+}
+
 impl From<engine::Error> for Error {
     fn from(e: engine::Error) -> Self {
         Error::Engine(Box::new(e))

@@ -360,9 +360,9 @@ async fn commit(
                 .collect::<Vec<_>>()
         })
         .collect();
-    report.slices += slices.len();
-    report.loaded_units += loaded.len();
-    report.pages += loaded.iter().map(|u| u.pages).sum::<usize>();
+    // Counted into the report once the commits landed.
+    let (slice_count, unit_count) = (slices.len(), loaded.len());
+    let pages: usize = loaded.iter().map(|u| u.pages).sum();
     // Attribution platforms (AppsFlyer, GA4) have no ad-level spend rows: their per-source
     // table is all they fill, and marts join it to spend.
     let feeds_ad_performance = source.platform().feeds_ad_performance();
@@ -373,7 +373,7 @@ async fn commit(
             u.source_batch.num_rows()
         }
     };
-    report.rows += loaded.iter().map(counted).sum::<usize>();
+    let rows: usize = loaded.iter().map(counted).sum();
     let mut rows_per_slice: BTreeMap<SliceKey, u64> = BTreeMap::new();
     for unit in &loaded {
         let keys = if feeds_ad_performance {
@@ -451,6 +451,10 @@ async fn commit(
             .as_ref()
             .map(|u| (AD_PERFORMANCE.to_string(), u.version)),
     );
+    report.slices += slice_count;
+    report.loaded_units += unit_count;
+    report.pages += pages;
+    report.rows += rows;
     report.commits.extend(versions.iter().cloned());
     report.replace_reports.push(per_source);
     report.replace_reports.extend(unified);
@@ -755,7 +759,15 @@ async fn execute(
             outcome: label,
             http: source.throttle().stats(),
         });
-        match outcome? {
+        let outcome = match outcome {
+            // Storage failed while landing the payload: this job fails, the others go on.
+            Err(e) if e.is_storage() => UnitOutcome::Failed(Failed {
+                unit: unit.clone(),
+                reason: format!("storage failed while landing it: {e}"),
+            }),
+            outcome => outcome?,
+        };
+        match outcome {
             UnitOutcome::Loaded(rows) => pending[index].push(rows),
             UnitOutcome::Quarantined(q) => {
                 journal
@@ -772,7 +784,8 @@ async fn execute(
         if pending[index].len() >= batch || remaining[index] == 0 {
             let mut loaded = std::mem::take(&mut pending[index]);
             loaded.sort_by(|a, b| a.unit.cmp(&b.unit));
-            let (units, versions) = commit(
+            let batch_units: Vec<Unit> = loaded.iter().map(|u| u.unit.clone()).collect();
+            let committed = commit(
                 warehouse,
                 source.as_ref(),
                 &plan.run,
@@ -781,8 +794,22 @@ async fn execute(
                 report,
                 on_event,
             )
-            .await?;
-            journal.mark_committed(&units, &versions).await?;
+            .await;
+            match committed {
+                Ok((units, versions)) => journal.mark_committed(&units, &versions).await?,
+                // The store failed the batch's commit (or left its outcome unknown): its
+                // jobs fail and the run goes on; `--resume` commits them, and a commit that
+                // did land is found by its job id and not made twice.
+                Err(e) if e.is_storage() => {
+                    tracing::warn!(source = source.name(), jobs = batch_units.len(), error = %e, "storage failed a commit; its jobs are marked failed");
+                    for unit in batch_units {
+                        let reason = format!("not committed, storage failed: {e}");
+                        journal.mark_unloaded(&unit, "failed", &reason).await?;
+                        report.failed.push(Failed { unit, reason });
+                    }
+                }
+                Err(e) => return Err(e),
+            }
             report.seconds = started.elapsed().as_secs_f64();
         }
     }

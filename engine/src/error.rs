@@ -174,6 +174,20 @@ pub enum Error {
         delta: Box<deltalake::DeltaTableError>,
     },
 
+    /// A commit's write failed in a way that leaves its outcome open (the store may have
+    /// stored the entry before the error), and asking the log afterwards failed too.
+    #[error(
+        "table '{table}': the store failed while committing version {version} and could not be \
+         asked afterwards whether the commit landed, so its outcome is unknown ({request}). Run \
+         the same work again once the store answers: a job already in the log is not committed \
+         twice"
+    )]
+    CommitOutcomeUnknown {
+        table: String,
+        version: u64,
+        request: String,
+    },
+
     /// Error from the Delta layer, with the table it concerns.
     #[error("table '{table}': {source}")]
     Delta {
@@ -216,6 +230,24 @@ impl Error {
         }
     }
 
+    /// Whether the object store failed (a request, or a commit whose outcome it left
+    /// unknown), as opposed to the data or the request being wrong: work that failed this way
+    /// succeeds when run again once the store answers.
+    pub fn is_storage(&self) -> bool {
+        matches!(
+            self,
+            Error::Storage { .. }
+                | Error::CommitOutcomeUnknown { .. }
+                | Error::ObjectStore { .. }
+                | Error::Unreachable { .. }
+        )
+    }
+
+    /// The failed storage request in `error` as one line, or its whole text.
+    pub(crate) fn describe_request(error: &(dyn std::error::Error + 'static)) -> String {
+        storage_request(error).unwrap_or_else(|| error.to_string())
+    }
+
     pub(crate) fn store(path: impl fmt::Display, source: object_store::Error) -> Self {
         Error::ObjectStore {
             path: path.to_string(),
@@ -247,7 +279,16 @@ fn storage_request(error: &(dyn std::error::Error + 'static)) -> Option<String> 
         }
         cause = e.source();
     }
-    None
+    // Some paths keep the store's failure only as text (deltalake's Z-order wraps it in a
+    // Parquet error message): find object_store's "… error: Error performing …" in it.
+    let text = error.to_string();
+    let at = text.find("Error performing ")?;
+    let start = text[..at].rfind(": ").map_or(0, |i| i + 2);
+    let start = text[..start.saturating_sub(2)]
+        .rfind(": ")
+        .filter(|&i| text[i + 2..at].ends_with(" error: "))
+        .map_or(start, |i| i + 2);
+    Some(describe_store_error(&text[start..]))
 }
 
 /// `Generic S3 error: Error performing PUT URL in 107ms, after 1 retries, … - Server returned
@@ -283,6 +324,17 @@ impl From<Error> for datafusion::error::DataFusionError {
 #[cfg(test)]
 mod storage_tests {
     use super::*;
+
+    #[test]
+    fn a_store_failure_kept_only_as_text_is_found() {
+        let error = deltalake::DeltaTableError::Generic("Parquet error: Z-order failed while scanning data: Parquet error: Failed to fetch metadata for file x.parquet: Object Store error: Generic S3 error: Error performing GET http://h/b/x.parquet in 110ms, after 1 retries, max_retries: 1, retry_timeout: 10s  - HTTP error: error sending request".into());
+        assert_eq!(
+            storage_request(&error).as_deref(),
+            Some("GET http://h/b/x.parquet: 110ms, after 1 retries, max_retries: 1, retry_timeout: 10s  - HTTP error: error sending request")
+        );
+        let plain = deltalake::DeltaTableError::Generic("schema mismatch".into());
+        assert_eq!(storage_request(&plain), None);
+    }
 
     #[test]
     fn a_failed_put_reads_as_one_request_with_its_status() {

@@ -19,8 +19,11 @@
 //! reusing its staged files. The entry also names the slices as a predicate in `commitInfo`, for
 //! other Delta writers' conflict checks. With a job id the commit carries a Delta `txn` action,
 //! so a caller unsure whether its commit landed can run it again: a job already in the log is
-//! reported as applied and not committed twice.
+//! reported as applied and not committed twice. A commit the store answers with an error
+//! after storing it (a `500` or a dropped connection after the write) is found in the log by its
+//! bytes and reported as landed, never committed a second time ([`commit`]).
 
+mod commit;
 mod index;
 mod plan;
 mod schema;
@@ -32,9 +35,8 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use delta_kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::{CommitData, TransactionError};
+use deltalake::kernel::transaction::CommitData;
 use deltalake::kernel::{Action, Add, MetadataExt, StructType, Transaction};
-use deltalake::logstore::CommitOrBytes;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::StreamExt;
@@ -47,6 +49,7 @@ use crate::failpoint;
 use crate::slice::{SliceKey, SliceLayout};
 use crate::warehouse::{Namespace, Warehouse};
 pub(crate) use index::SliceIndex;
+use commit::Written;
 use stage::Stager;
 
 /// Checkpoints also carry each file's statistics as a struct column, so a process opening the
@@ -97,6 +100,9 @@ pub struct ReplaceReport {
     pub added_columns: Vec<String>,
     /// True when the job's commit was already in the log and nothing was written.
     pub already_applied: bool,
+    /// True when the store answered the commit with an error although it had stored it, and
+    /// the commit was found in the log ([`commit`]).
+    pub ambiguous_commit: bool,
     /// True when this replace created the table.
     pub created_table: bool,
     #[serde(skip)]
@@ -114,6 +120,8 @@ pub struct ReplaceSlices {
     job: Option<JobId>,
     observed: Option<chrono::NaiveDate>,
     max_attempts: usize,
+    /// A random id in this replace's `commitInfo`, so its own commit is recognised in the log.
+    commit_id: String,
 }
 
 impl ReplaceSlices {
@@ -128,6 +136,7 @@ impl ReplaceSlices {
             job: None,
             observed: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            commit_id: uuid::Uuid::new_v4().to_string(),
         }
     }
 
@@ -302,15 +311,10 @@ impl ReplaceSlices {
             // there first: read what it did and either retry at the next version or re-plan.
             loop {
                 let version = index.version + 1;
-                let written = log_store
-                    .write_commit_entry(
-                        version,
-                        CommitOrBytes::LogBytes(entry.clone()),
-                        uuid::Uuid::new_v4(),
-                    )
-                    .await;
+                let written =
+                    commit::write_entry(log_store.as_ref(), &name, version, &entry).await?;
                 match written {
-                    Ok(()) => {
+                    Written::Landed { ambiguous } => {
                         index.apply(version, &entry, &mut Default::default())?;
                         failpoint::hit(failpoint::AFTER_COMMIT).await;
                         self.maybe_checkpoint(version).await;
@@ -327,6 +331,7 @@ impl ReplaceSlices {
                             attempts,
                             added_columns: added_columns.clone(),
                             already_applied: false,
+                            ambiguous_commit: ambiguous,
                             created_table: false,
                             elapsed: started.elapsed(),
                         };
@@ -337,7 +342,7 @@ impl ReplaceSlices {
                         );
                         return Ok(report);
                     }
-                    Err(TransactionError::VersionAlreadyExists(_)) => {
+                    Written::Taken => {
                         let effects = index.advance(log_store.as_ref()).await?;
                         if let Some(report) = self.already_applied(&index, started).await? {
                             return Ok(report);
@@ -356,7 +361,6 @@ impl ReplaceSlices {
                         }
                         tracing::debug!(table = %name, version, "log version taken by a disjoint commit; retrying at the next");
                     }
-                    Err(e) => return Err(Error::delta(&name, e.into())),
                 }
             }
         }
@@ -422,6 +426,7 @@ impl ReplaceSlices {
     fn commit_info(&self) -> HashMap<String, serde_json::Value> {
         let mut info = serde_json::Map::new();
         info.insert("slices".into(), self.slices.len().into());
+        info.insert("commit".into(), self.commit_id.clone().into());
         if let Some(job) = &self.job {
             info.insert(
                 "job".into(),
@@ -483,41 +488,64 @@ impl ReplaceSlices {
             .with_raise_if_key_not_exists(false)
             .with_actions(actions)
             .with_commit_properties(
+                // No retries inside deltalake: when the store answers version 0's write with
+                // an error after storing it, deltalake's retry meets its own entry, finds no
+                // conflict and commits the creation again as version 1 (found by issue 23's
+                // fault tests). Version 0 is settled below instead.
                 deltalake::kernel::transaction::CommitProperties::default()
+                    .with_max_retries(0)
                     .with_metadata(self.commit_info()),
             )
             .await;
-        match created {
+        let report = |version: u64, ambiguous_commit: bool| ReplaceReport {
+            table: name.clone(),
+            version,
+            planned_version: version,
+            slices: self.slices.len(),
+            rows_written,
+            rows_removed: 0,
+            files_added,
+            files_removed: 0,
+            bytes_written,
+            attempts: 1,
+            added_columns: Vec::new(),
+            already_applied: false,
+            ambiguous_commit,
+            created_table: true,
+            elapsed: started.elapsed(),
+        };
+        let error = match created {
             Ok(table) => {
                 failpoint::hit(failpoint::AFTER_COMMIT).await;
                 let version = table.version().unwrap_or(0);
                 tracing::info!(table = %name, version, slices = self.slices.len(), "created table");
-                Ok(ReplaceReport {
-                    table: name,
-                    version,
-                    planned_version: version,
-                    slices: self.slices.len(),
-                    rows_written,
-                    rows_removed: 0,
-                    files_added,
-                    files_removed: 0,
-                    bytes_written,
-                    attempts: 1,
-                    added_columns: Vec::new(),
-                    already_applied: false,
-                    created_table: true,
-                    elapsed: started.elapsed(),
-                })
+                return Ok(report(version, false));
             }
-            Err(e) => {
-                // Lost a creation race? Then the table exists now: replace into it.
-                let exists = handle.verify_deltatable_existence().await.unwrap_or(false);
-                if !exists {
-                    return Err(Error::delta(&name, e));
-                }
+            Err(e) => e,
+        };
+        // The creation failed, maybe after its commit landed (the store answered the write
+        // with an error, or reading the new table back failed). Version 0 decides: this
+        // replace's entry (landed), another writer's (a lost creation race: replace into the
+        // table it created), or none (not created). See [`commit`].
+        match handle.log_store().read_commit_entry(0).await {
+            Ok(Some(entry)) if String::from_utf8_lossy(&entry).contains(&self.commit_id) => {
+                tracing::warn!(table = %name, error = %error, "creating the table reported an error, but its commit is in the log");
+                Ok(report(0, true))
+            }
+            Ok(Some(_)) => {
                 tracing::debug!(table = %name, "table was created concurrently; replacing into it");
                 Box::pin(self.execute()).await
             }
+            Ok(None) => Err(Error::delta(&name, error)),
+            Err(read) => Err(Error::CommitOutcomeUnknown {
+                table: name.clone(),
+                version: 0,
+                request: format!(
+                    "{}; reading the log back: {}",
+                    Error::describe_request(&error),
+                    Error::describe_request(&read)
+                ),
+            }),
         }
     }
 
@@ -547,6 +575,7 @@ impl ReplaceSlices {
                 attempts: 0,
                 added_columns: Vec::new(),
                 already_applied: true,
+                ambiguous_commit: false,
                 created_table: false,
                 elapsed: started.elapsed(),
             }));

@@ -13,4 +13,5 @@ mod maturity;
 mod mixed;
 mod property;
 mod scan;
+mod storage_faults;
 mod support;

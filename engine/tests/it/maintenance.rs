@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
-use datafusion::prelude::SessionContext;
 use engine::audit::{self, AuditRequest};
 use engine::maintenance::{self, CompactOptions, Settled};
 use engine::{Namespace, SliceKey, Warehouse, WarehouseSession};
 use testdata::rows::{batch, day, slice_rows, Row};
 use testdata::{Backend, BackendKind};
 
-use crate::support::{read_rows, rows_of};
+use crate::support::{read_rows, rows_at_version};
 
 const TABLE: &str = "perf";
 
@@ -39,20 +38,7 @@ async fn replace(warehouse: &Warehouse, slices: &[SliceKey], rows: &[Row]) {
 
 /// Every row of the table at `version`, sorted.
 async fn rows_at(warehouse: &Warehouse, version: u64) -> Vec<Row> {
-    let ctx = SessionContext::new();
-    engine::session::register_version(&ctx, warehouse, Namespace::Tables, TABLE, version, "t")
-        .await
-        .unwrap();
-    let batches = ctx
-        .sql("SELECT source, account_id, date, ad_id, clicks, generation FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let mut rows = rows_of(&batches);
-    rows.sort();
-    rows
+    rows_at_version(warehouse, TABLE, version).await
 }
 
 async fn newest_version(warehouse: &Warehouse) -> u64 {

@@ -25,6 +25,24 @@ pub async fn read_rows(warehouse: &Warehouse, table: &str) -> Vec<Row> {
     rows
 }
 
+/// Every row of `table` at `version` (time travel), sorted.
+pub async fn rows_at_version(warehouse: &Warehouse, table: &str, version: u64) -> Vec<Row> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    engine::session::register_version(&ctx, warehouse, Namespace::Tables, table, version, "t")
+        .await
+        .unwrap();
+    let batches = ctx
+        .sql("SELECT source, account_id, date, ad_id, clicks, generation FROM t")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut rows = rows_of(&batches);
+    rows.sort();
+    rows
+}
+
 /// Fixture rows from batches of (source, account_id, date, ad_id, clicks, generation).
 pub fn rows_of(batches: &[RecordBatch]) -> Vec<Row> {
     let mut rows = Vec::new();

@@ -421,6 +421,12 @@ fn print_summary(report: &SyncReport) {
             crate::outln!("FAILED {}: {}", f.unit, f.reason);
         }
     }
+    if report.sources.iter().any(|s| !s.failed.is_empty()) && !report.replay {
+        crate::outln!(
+            "`tidemark sync --resume {}` retries the failed jobs; the committed ones are kept",
+            report.run
+        );
+    }
     for u in &report.incomplete {
         crate::outln!(
             "INCOMPLETE {u}: the run was cut short before every page landed; not replayed"

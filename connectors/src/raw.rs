@@ -167,7 +167,7 @@ pub fn validate_run_id(run: &str) -> Result<()> {
 fn raw_error(path: &str, e: impl std::fmt::Display) -> Error {
     Error::Raw {
         path: path.to_string(),
-        reason: e.to_string(),
+        reason: engine::describe_storage_failure(&e.to_string()),
     }
 }
 

@@ -4,7 +4,10 @@
 //! the slice ledger (`tidemark.slices`) before the jobs are journaled as committed.
 //!
 //! A unit whose payload cannot be loaded is quarantined and its slices are left as they were;
-//! a unit whose requests failed is named in the report; every other unit still loads.
+//! a unit whose requests failed is named in the report; every other unit still loads. When the
+//! warehouse's store fails landing a unit's pages or committing a batch, those units fail
+//! (named, with the storage request) and the others go on; `sync --resume` finishes them, and
+//! a batch whose commit did land is recognised by its job id and not committed twice.
 //! [`replay`] runs the same normalization over a past run's landed pages, with no network.
 
 use std::collections::{BTreeMap, BTreeSet};

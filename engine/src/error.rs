@@ -217,6 +217,16 @@ impl Error {
     /// A Delta error about `table`; one caused by the object store says so (deltalake and
     /// parquet wrap it as "Failed to parse parquet: External: …" even for a failed PUT).
     pub(crate) fn delta(table: impl fmt::Display, source: deltalake::DeltaTableError) -> Self {
+        // A tidemark error passed through deltalake (a callback's) comes back as it was.
+        let source = match source {
+            deltalake::DeltaTableError::GenericError { source } => {
+                match source.downcast::<Error>() {
+                    Ok(error) => return *error,
+                    Err(source) => deltalake::DeltaTableError::GenericError { source },
+                }
+            }
+            other => other,
+        };
         match storage_request(&source) {
             Some(request) => Error::Storage {
                 table: table.to_string(),
@@ -280,22 +290,33 @@ fn storage_request(error: &(dyn std::error::Error + 'static)) -> Option<String> 
         cause = e.source();
     }
     // Some paths keep the store's failure only as text (deltalake's Z-order wraps it in a
-    // Parquet error message): find object_store's "… error: Error performing …" in it.
+    // Parquet error message; delta_kernel's object_store is another crate version).
     let text = error.to_string();
-    let at = text.find("Error performing ")?;
-    let start = text[..at].rfind(": ").map_or(0, |i| i + 2);
-    let start = text[..start.saturating_sub(2)]
-        .rfind(": ")
-        .filter(|&i| text[i + 2..at].ends_with(" error: "))
-        .map_or(start, |i| i + 2);
-    Some(describe_store_error(&text[start..]))
+    let marker = "Generic S3 error: ";
+    let at = text.find(marker)? + marker.len();
+    Some(describe_storage_failure(&text[at..]))
+}
+
+/// An object store failure's text, made short: `… Error performing PUT URL in 107ms, after 1
+/// retries, … - Server returned non-2xx status code: 503 Service Unavailable: <?xml …>` →
+/// `PUT URL: 503 Service Unavailable (SlowDown); 107ms, after 1 retries, …`. Text without a
+/// failed request in it comes back as it is.
+pub fn describe_storage_failure(text: &str) -> String {
+    match text.rfind("Error performing ") {
+        Some(at) => describe_performing(&text[at..]),
+        None => text.to_string(),
+    }
 }
 
 /// `Generic S3 error: Error performing PUT URL in 107ms, after 1 retries, … - Server returned
 /// non-2xx status code: 503 Service Unavailable: <?xml …><Code>SlowDown</Code>…` →
 /// `PUT URL: 503 Service Unavailable (SlowDown); 107ms, after 1 retries, …`.
 fn describe_store_error(text: &str) -> String {
-    let text = text.split_once(" error: ").map_or(text, |(_, rest)| rest);
+    describe_performing(text.split_once(" error: ").map_or(text, |(_, rest)| rest))
+}
+
+/// `Error performing …` as one line (see [`describe_store_error`]).
+fn describe_performing(text: &str) -> String {
     let Some(rest) = text.strip_prefix("Error performing ") else {
         return text.to_string();
     };

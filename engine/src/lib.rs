@@ -60,7 +60,7 @@ pub mod storage;
 pub mod table_functions;
 pub mod warehouse;
 
-pub use error::{Error, Result};
+pub use error::{describe_storage_failure, Error, Result};
 pub use replace::{ReplaceReport, ReplaceSlices};
 pub use session::WarehouseSession;
 pub use slice::{SliceKey, SliceLayout};

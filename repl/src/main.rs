@@ -25,6 +25,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init(cli.verbose, cli.log_format);
+    quiet_caught_upload_panics();
     // Both rustls back ends are linked (ring for tonic, aws-lc-rs via the S3 client); name one
     // for the process, or the first TLS server or client config panics choosing.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -45,6 +46,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// deltalake aborts a Parquet upload whose completion failed (a storage fault) with
+/// object_store's `BufWriter::abort`, which panics by design once the upload was shut down;
+/// deltalake catches that panic and returns the storage error, which tidemark reports. The
+/// default hook would still print "thread panicked … Already shut down" in the middle of a
+/// sync's output, so that one panic goes to the debug log; every other panic prints as usual.
+fn quiet_caught_upload_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let caught_by_deltalake = info
+            .location()
+            .is_some_and(|l| l.file().contains("object_store") && l.file().ends_with("buffered.rs"))
+            && info.payload().downcast_ref::<&str>() == Some(&"Already shut down");
+        if caught_by_deltalake {
+            tracing::debug!("aborting a failed upload panicked in object_store (caught by deltalake)");
+        } else {
+            default(info);
+        }
+    }));
 }
 
 /// The error and its causes on one line, leaving out causes whose text is already shown

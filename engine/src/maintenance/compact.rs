@@ -17,6 +17,10 @@
 //! A sync that loses the race to compaction re-plans against the packed file (the replace
 //! contract reads a multi-slice file and writes back the rows of the slices it keeps). Either
 //! way no write is lost.
+//!
+//! # A failing store
+//! A unit the object store fails is skipped and reported; the other units go on and the next
+//! run packs it. An optimize commit is whole or absent, so no reader sees part of one.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
@@ -278,9 +282,19 @@ pub async fn compact(
                     source,
                     days,
                 };
-                let packed = packer.pack_unit(&unit, &mut report).await?;
-                if let Some(packed) = packed {
-                    table = packed;
+                match packer.pack_unit(&unit, &mut report).await {
+                    Ok(Some(packed)) => table = packed,
+                    Ok(None) => {}
+                    // The store failed this unit: the others go on, the next run packs it
+                    // (what it committed, if anything, is a whole packing).
+                    Err(e) if e.is_storage() => {
+                        tracing::warn!(table = name, unit = %unit.describe(), error = %e, "skipped: storage failed");
+                        report.skipped.push(format!(
+                            "{}: storage failed ({e}); left for the next run",
+                            unit.describe()
+                        ));
+                    }
+                    Err(e) => return Err(e),
                 }
                 done += unit.days.len() as u64;
                 progress(done, total);
@@ -306,9 +320,14 @@ pub async fn compact(
     }
     if report.version.is_some() {
         let latest = warehouse.open_table(namespace, name).await?;
-        deltalake::checkpoints::create_checkpoint(&latest, None)
-            .await
-            .map_err(|e| Error::delta(name, e))?;
+        // A checkpoint only saves readers time: the packing stands without one.
+        if let Err(e) = deltalake::checkpoints::create_checkpoint(&latest, None).await {
+            let e = Error::delta(name, e);
+            tracing::warn!(table = name, error = %e, "could not write a checkpoint after compacting");
+            report
+                .skipped
+                .push(format!("checkpoint: {e}; the next compaction writes one"));
+        }
         table = latest;
     }
     let (files_after, bytes_after) = file_totals(&table, name)?;
@@ -412,11 +431,16 @@ impl Packer<'_> {
         let table = warehouse
             .open_table(namespace, name)
             .await
-            .map_err(|e| DeltaTableError::generic(e.to_string()))?;
+            .map_err(|e| DeltaTableError::GenericError {
+                source: Box::new(e),
+            })?;
         // Re-check from this state: a sync may have replaced the small files meanwhile.
         let still: Vec<&str> = {
-            let now = partitions_to_pack(&table, name, layout, options.target_size)
-                .map_err(|e| DeltaTableError::generic(e.to_string()))?;
+            let now = partitions_to_pack(&table, name, layout, options.target_size).map_err(
+                |e| DeltaTableError::GenericError {
+                    source: Box::new(e),
+                },
+            )?;
             unit.days
                 .iter()
                 .filter(|d| now.contains_key(&(unit.source.clone(), (*d).clone())))

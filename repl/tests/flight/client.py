@@ -11,6 +11,7 @@
   client.py tls    URL USER PASSWORD ROOT_CERT_PEM_FILE
   client.py queries URL USER PASSWORD SQL [SQL ...]
   client.py between URL USER PASSWORD COMMANDS_JSON
+  client.py repeat URL USER PASSWORD STOP_FILE SQL
 """
 
 import json
@@ -347,6 +348,26 @@ def between(url, user, password, commands):
     return {"after": out}
 
 
+def repeat(url, user, password, stop_file, sql):
+    """Run `sql` again and again on one connection until `stop_file` exists (and at least
+    once after): every answer's rows as lists, and every error's message."""
+    import os
+
+    conn = connect(url, user, password)
+    answers, errors = [], []
+    while True:
+        stopping = os.path.exists(stop_file)
+        try:
+            table = query(conn, sql)
+            answers.append([list(row.values()) for row in table.to_pylist()])
+        except Exception as e:  # an error is an answer too: reported, not fatal
+            errors.append(str(e)[:400])
+        if stopping:
+            break
+    conn.close()
+    return {"answers": answers, "errors": errors}
+
+
 def main():
     mode, url, user, password, *rest = sys.argv[1:]
     if mode == "smoke":
@@ -367,6 +388,8 @@ def main():
         out = tls(url, user, password, rest[0])
     elif mode == "queries":
         out = queries(url, user, password, rest)
+    elif mode == "repeat":
+        out = repeat(url, user, password, rest[0], rest[1])
     elif mode == "between":
         out = between(url, user, password, json.loads(rest[0]))
     else:

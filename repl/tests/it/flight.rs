@@ -9,13 +9,13 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-const ADMIN: (&str, &str) = ("ana", "ana-password-1");
+pub(crate) const ADMIN: (&str, &str) = ("ana", "ana-password-1");
 const READER: (&str, &str) = ("rui", "rui-password-1");
 
 /// A running `tidemark serve`, stopped (SIGTERM) when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     /// `http://…/metrics` when `[serve] metrics_addr` is set.
     metrics: Option<String>,
 }
@@ -73,11 +73,17 @@ fn project(serve: &str) -> tempfile::TempDir {
 }
 
 fn serve(project: &Path) -> Server {
+    serve_with_env(project, &[])
+}
+
+/// `tidemark serve` on `project` with extra environment (an S3 endpoint, credentials).
+pub(crate) fn serve_with_env(project: &Path, env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
         .args(["serve", "--addr", "127.0.0.1:0", "--project"])
         .arg(project)
         .env("RUST_LOG", "warn")
         .env_remove("TIDEMARK_WAREHOUSE")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -113,7 +119,7 @@ fn client_script() -> PathBuf {
 }
 
 /// Run the Python client in `mode`; its JSON answer.
-fn client(args: &[&str]) -> serde_json::Value {
+pub(crate) fn client(args: &[&str]) -> serde_json::Value {
     let out = Command::new("python3")
         .arg(client_script())
         .args(args)

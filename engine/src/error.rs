@@ -205,7 +205,7 @@ pub enum Error {
     Arrow(#[from] arrow::error::ArrowError),
 
     /// Error from object storage, with the path it concerns.
-    #[error("object store error at {path}: {source}")]
+    #[error("object store error at {path}: {}", describe_storage_failure(&.source.to_string()))]
     ObjectStore {
         path: String,
         #[source]

@@ -278,10 +278,12 @@ impl Storage {
             mode: PutMode::Create,
             ..Default::default()
         };
-        self.store
-            .put_opts(&path, "1".into(), create.clone())
-            .await
-            .map_err(|e| Error::store(&path, e))?;
+        match self.store.put_opts(&path, "1".into(), create.clone()).await {
+            // The probe's name is new, so "already exists" means the store answered the
+            // first write with an error after storing it and the retry met it.
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(Error::store(&path, e)),
+        }
         let second = self.store.put_opts(&path, "2".into(), create).await;
         let _ = self.store.delete(&path).await;
         match second {

@@ -49,8 +49,8 @@ fn through(backend: &Backend, proxy: &S3Proxy) -> StorageConfig {
     config.retry = RetryBudget {
         max_retries: 1,
         retry_timeout: Duration::from_secs(10),
-        request_timeout: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
     };
     config.cache_bytes = Some(0);
     config
@@ -61,7 +61,7 @@ fn through(backend: &Backend, proxy: &S3Proxy) -> StorageConfig {
 async fn faulty_warehouse(backend: &Backend, plan: FaultPlan) -> (S3Proxy, Warehouse) {
     let per_mille = plan.per_mille;
     let plan = FaultPlan {
-        stall: Duration::from_millis(1500),
+        stall: Duration::from_millis(2500),
         ..plan
     };
     let proxy = S3Proxy::start(backend.endpoint.as_deref().unwrap(), Behaviour::Faults(plan)).await;
@@ -263,8 +263,15 @@ async fn replace_schedule(seed: u64, figures: &mut Figures) {
             if round > 0 && applied.contains(&job.app_id) {
                 continue;
             }
-            let result = run_job(&faulty, job).await;
+            let mut result = run_job(&faulty, job).await;
             if round == 5 {
+                // Without faults only a loaded machine's timeout can fail a call: try twice more.
+                for _ in 0..2 {
+                    if result.is_ok() {
+                        break;
+                    }
+                    result = run_job(&faulty, job).await;
+                }
                 assert!(result.is_ok(), "seed {seed}: rerun without faults failed: {result:?}");
             }
             settle(seed, result, job, &direct, &mut model, &mut applied, figures).await;

@@ -350,7 +350,8 @@ def between(url, user, password, commands):
 
 def repeat(url, user, password, stop_file, sql):
     """Run `sql` again and again on one connection until `stop_file` exists (and at least
-    once after): every answer's rows as lists, and every error's message."""
+    once after), creating `stop_file`.started after the first answer: every answer's rows as
+    lists, and every error's message."""
     import os
 
     conn = connect(url, user, password)
@@ -362,6 +363,8 @@ def repeat(url, user, password, stop_file, sql):
             answers.append([list(row.values()) for row in table.to_pylist()])
         except Exception as e:  # an error is an answer too: reported, not fatal
             errors.append(str(e)[:400])
+        # Tell the writer the reader is running (it waits for this before writing).
+        open(stop_file + ".started", "w").close()
         if stopping:
             break
     conn.close()

@@ -130,8 +130,8 @@ fn two_platform_project(warehouse: &str, sim: &connectors::sim::RunningSim) -> t
 [storage]
 max_retries = 1
 retry_timeout = "5s"
-request_timeout = "1s"
-connect_timeout = "1s"
+request_timeout = "2s"
+connect_timeout = "2s"
 
 [sources.meta]
 base_url = "{base}"
@@ -234,7 +234,7 @@ async fn a_sync_through_ten_percent_storage_faults_resumes_to_the_unfaulted_tabl
     let proxy = S3Proxy::start(
         faulty.endpoint.as_deref().unwrap(),
         Behaviour::Faults(FaultPlan {
-            stall: std::time::Duration::from_millis(1500),
+            stall: std::time::Duration::from_millis(2500),
             ..FaultPlan::new(23, 100)
         }),
     )
@@ -371,7 +371,7 @@ async fn flight_readers_during_faulty_writes_see_only_committed_states() {
     let proxy = S3Proxy::start(
         backend.endpoint.as_deref().unwrap(),
         Behaviour::Faults(FaultPlan {
-            stall: std::time::Duration::from_millis(1500),
+            stall: std::time::Duration::from_millis(2500),
             ..FaultPlan::new(3, 0)
         }),
     )
@@ -381,7 +381,7 @@ async fn flight_readers_during_faulty_writes_see_only_committed_states() {
     std::fs::write(
         project.path().join("tidemark.toml"),
         format!(
-            "warehouse = \"{}\"\n\n[storage]\nrequest_timeout = \"1s\"\nretry_timeout = \"8s\"\n\n[users.{user}]\npassword_hash = \"{}\"\nrole = \"admin\"\ngrants = [\"*\"]\n",
+            "warehouse = \"{}\"\n\n[storage]\nrequest_timeout = \"2s\"\nretry_timeout = \"8s\"\n\n[users.{user}]\npassword_hash = \"{}\"\nrole = \"admin\"\ngrants = [\"*\"]\n",
             backend.url,
             sql::flight::auth::hash_password(password).unwrap()
         ),
@@ -398,7 +398,7 @@ async fn flight_readers_during_faulty_writes_see_only_committed_states() {
     );
     let mut faulty_config = backend.storage_config();
     faulty_config.s3_endpoint = Some(proxy.endpoint.clone());
-    faulty_config.retry.request_timeout = std::time::Duration::from_secs(1);
+    faulty_config.retry.request_timeout = std::time::Duration::from_secs(2);
     let writer = engine::Warehouse::open(&backend.url, &faulty_config)
         .await
         .unwrap();
@@ -411,6 +411,14 @@ async fn flight_readers_during_faulty_writes_see_only_committed_states() {
             crate::flight::client(&["repeat", &url, user, password, &stop, SQL])
         })
     };
+    let started = project.path().join("stop.started");
+    for _ in 0..600 {
+        if started.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(started.exists(), "the reader did not start within a minute");
     // Twelve writes, each replacing one account's days with a new generation; a write that
     // fails is run again (its job id makes that safe) until it lands.
     let mut write_failures = 0;

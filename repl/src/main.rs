@@ -56,12 +56,14 @@ fn main() -> ExitCode {
 fn quiet_caught_upload_panics() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let caught_by_deltalake = info
-            .location()
-            .is_some_and(|l| l.file().contains("object_store") && l.file().ends_with("buffered.rs"))
-            && info.payload().downcast_ref::<&str>() == Some(&"Already shut down");
+        let caught_by_deltalake = info.location().is_some_and(|l| {
+            l.file().contains("object_store") && l.file().ends_with("buffered.rs")
+        }) && info.payload().downcast_ref::<&str>()
+            == Some(&"Already shut down");
         if caught_by_deltalake {
-            tracing::debug!("aborting a failed upload panicked in object_store (caught by deltalake)");
+            tracing::debug!(
+                "aborting a failed upload panicked in object_store (caught by deltalake)"
+            );
         } else {
             default(info);
         }

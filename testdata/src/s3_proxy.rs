@@ -292,11 +292,7 @@ impl S3Proxy {
 
     /// Every fault injected so far, in order.
     pub fn injected(&self) -> Vec<Injected> {
-        self.shared
-            .injected
-            .lock()
-            .expect("fault log lock")
-            .clone()
+        self.shared.injected.lock().expect("fault log lock").clone()
     }
 
     /// Faults injected so far, per kind.
@@ -355,12 +351,15 @@ impl Shared {
             _ => None,
         };
         if let Some(fault) = fault {
-            self.injected.lock().expect("fault log lock").push(Injected {
-                fault,
-                operation,
-                object,
-                path: path.clone(),
-            });
+            self.injected
+                .lock()
+                .expect("fault log lock")
+                .push(Injected {
+                    fault,
+                    operation,
+                    object,
+                    path: path.clone(),
+                });
         }
         match fault {
             Some(Fault::SlowDown) => return Ok(error_answer(503)),
@@ -500,9 +499,18 @@ mod tests {
             Object::of("/b/w/tables/t/_delta_log/00000000000000000100.checkpoint.parquet"),
             Object::Checkpoint
         );
-        assert_eq!(Object::of("/b/w/tables/t/_delta_log/_last_checkpoint"), Object::Checkpoint);
-        assert_eq!(Object::of("/b/w/tables/t/source=meta/part-1.parquet"), Object::Data);
-        assert_eq!(Operation::of(&Method::GET, "list-type=2&prefix=x"), Operation::List);
+        assert_eq!(
+            Object::of("/b/w/tables/t/_delta_log/_last_checkpoint"),
+            Object::Checkpoint
+        );
+        assert_eq!(
+            Object::of("/b/w/tables/t/source=meta/part-1.parquet"),
+            Object::Data
+        );
+        assert_eq!(
+            Operation::of(&Method::GET, "list-type=2&prefix=x"),
+            Operation::List
+        );
         assert_eq!(Operation::of(&Method::POST, "delete"), Operation::Delete);
     }
 }

@@ -428,19 +428,19 @@ impl Packer<'_> {
             cluster,
             options,
         } = *self;
-        let table = warehouse
-            .open_table(namespace, name)
-            .await
-            .map_err(|e| DeltaTableError::GenericError {
+        let table = warehouse.open_table(namespace, name).await.map_err(|e| {
+            DeltaTableError::GenericError {
                 source: Box::new(e),
-            })?;
+            }
+        })?;
         // Re-check from this state: a sync may have replaced the small files meanwhile.
         let still: Vec<&str> = {
-            let now = partitions_to_pack(&table, name, layout, options.target_size).map_err(
-                |e| DeltaTableError::GenericError {
-                    source: Box::new(e),
-                },
-            )?;
+            let now =
+                partitions_to_pack(&table, name, layout, options.target_size).map_err(|e| {
+                    DeltaTableError::GenericError {
+                        source: Box::new(e),
+                    }
+                })?;
             unit.days
                 .iter()
                 .filter(|d| now.contains_key(&(unit.source.clone(), (*d).clone())))

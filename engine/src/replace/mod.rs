@@ -48,8 +48,8 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::slice::{SliceKey, SliceLayout};
 use crate::warehouse::{Namespace, Warehouse};
-pub(crate) use index::SliceIndex;
 use commit::Written;
+pub(crate) use index::SliceIndex;
 use stage::Stager;
 
 /// Checkpoints also carry each file's statistics as a struct column, so a process opening the

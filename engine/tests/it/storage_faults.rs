@@ -64,7 +64,11 @@ async fn faulty_warehouse(backend: &Backend, plan: FaultPlan) -> (S3Proxy, Wareh
         stall: Duration::from_millis(2500),
         ..plan
     };
-    let proxy = S3Proxy::start(backend.endpoint.as_deref().unwrap(), Behaviour::Faults(plan)).await;
+    let proxy = S3Proxy::start(
+        backend.endpoint.as_deref().unwrap(),
+        Behaviour::Faults(plan),
+    )
+    .await;
     proxy.set_per_mille(0);
     let warehouse = Warehouse::open(&backend.url, &through(backend, &proxy))
         .await
@@ -156,6 +160,39 @@ async fn jobs_in_log(direct: &Warehouse) -> Vec<String> {
     jobs
 }
 
+/// The model of one schedule: what the committed jobs made of the table.
+struct Committed<'a> {
+    seed: u64,
+    /// The warehouse read without faults.
+    direct: &'a Warehouse,
+    model: BTreeMap<SliceKey, Vec<Row>>,
+    /// Jobs found in the log (applied to the model in the order they landed).
+    applied: HashSet<String>,
+}
+
+impl Committed<'_> {
+    /// Settle a call's outcome ([`settle`]), then check the table equals the model.
+    async fn record(
+        &mut self,
+        result: engine::Result<ReplaceReport>,
+        job: &Job,
+        figures: &mut Figures,
+        step: &str,
+    ) {
+        settle(
+            self.seed,
+            result,
+            job,
+            self.direct,
+            &mut self.model,
+            &mut self.applied,
+            figures,
+        )
+        .await;
+        assert_table_is_model(self.seed, step, self.direct, &self.model).await;
+    }
+}
+
 /// What the call's answer and the log say about a job; updates the model when it landed.
 /// A call that failed but landed must have said its outcome was unknown.
 async fn settle(
@@ -170,11 +207,25 @@ async fn settle(
     figures.calls += 1;
     let in_log = jobs_in_log(direct).await.contains(&job.app_id);
     if std::env::var("TIDEMARK_FAULT_DEBUG").is_ok() {
-        eprintln!("{} -> {:?}; log {:?}", job.app_id, result.as_ref().map(|r| (r.version, r.already_applied, r.ambiguous_commit, r.created_table)), jobs_in_log(direct).await);
+        eprintln!(
+            "{} -> {:?}; log {:?}",
+            job.app_id,
+            result.as_ref().map(|r| (
+                r.version,
+                r.already_applied,
+                r.ambiguous_commit,
+                r.created_table
+            )),
+            jobs_in_log(direct).await
+        );
     }
     match result {
         Ok(report) => {
-            assert!(in_log, "seed {seed}: {} reported committed, not in the log", job.app_id);
+            assert!(
+                in_log,
+                "seed {seed}: {} reported committed, not in the log",
+                job.app_id
+            );
             figures.ambiguous_resolved += usize::from(report.ambiguous_commit);
         }
         Err(error) => {
@@ -215,11 +266,17 @@ async fn assert_table_is_model(
     let mut expected: Vec<Row> = model.values().flatten().cloned().collect();
     expected.sort();
     if !direct.exists(Namespace::Tables, TABLE).await.unwrap() {
-        assert!(expected.is_empty(), "seed {seed}, {step}: no table, model {expected:?}");
+        assert!(
+            expected.is_empty(),
+            "seed {seed}, {step}: no table, model {expected:?}"
+        );
         return;
     }
     let actual = read_rows(direct, TABLE).await;
-    assert_eq!(actual, expected, "seed {seed}, {step}: table differs from the model");
+    assert_eq!(
+        actual, expected,
+        "seed {seed}, {step}: table differs from the model"
+    );
 }
 
 async fn replace_schedule(seed: u64, figures: &mut Figures) {
@@ -246,12 +303,17 @@ async fn replace_schedule(seed: u64, figures: &mut Figures) {
         })
         .collect();
 
-    let mut model = BTreeMap::new();
-    let mut applied = HashSet::new();
+    let mut state = Committed {
+        seed,
+        direct: &direct,
+        model: BTreeMap::new(),
+        applied: HashSet::new(),
+    };
     for (i, job) in jobs.iter().enumerate() {
         let result = run_job(&faulty, job).await;
-        settle(seed, result, job, &direct, &mut model, &mut applied, figures).await;
-        assert_table_is_model(seed, &format!("after job {i}"), &direct, &model).await;
+        state
+            .record(result, job, figures, &format!("after job {i}"))
+            .await;
     }
 
     // Rerun every job, faults still on, until each has landed; then once more with none.
@@ -260,7 +322,7 @@ async fn replace_schedule(seed: u64, figures: &mut Figures) {
             proxy.set_per_mille(0);
         }
         for job in &jobs {
-            if round > 0 && applied.contains(&job.app_id) {
+            if round > 0 && state.applied.contains(&job.app_id) {
                 continue;
             }
             let mut result = run_job(&faulty, job).await;
@@ -272,23 +334,36 @@ async fn replace_schedule(seed: u64, figures: &mut Figures) {
                     }
                     result = run_job(&faulty, job).await;
                 }
-                assert!(result.is_ok(), "seed {seed}: rerun without faults failed: {result:?}");
+                assert!(
+                    result.is_ok(),
+                    "seed {seed}: rerun without faults failed: {result:?}"
+                );
             }
-            settle(seed, result, job, &direct, &mut model, &mut applied, figures).await;
-            assert_table_is_model(seed, &format!("rerun of {}", job.app_id), &direct, &model)
+            state
+                .record(result, job, figures, &format!("rerun of {}", job.app_id))
                 .await;
         }
-        if applied.len() == jobs.len() {
+        if state.applied.len() == jobs.len() {
             break;
         }
     }
-    assert_eq!(applied.len(), jobs.len(), "seed {seed}: reruns did not converge");
+    assert_eq!(
+        state.applied.len(),
+        jobs.len(),
+        "seed {seed}: reruns did not converge"
+    );
     if std::env::var("TIDEMARK_FAULT_DEBUG").is_ok() {
-        for i in proxy.injected() { eprintln!("{i:?}"); }
+        for i in proxy.injected() {
+            eprintln!("{i:?}");
+        }
     }
     let in_log = jobs_in_log(&direct).await;
     let distinct: HashSet<&String> = in_log.iter().collect();
-    assert_eq!(distinct.len(), in_log.len(), "seed {seed}: a job committed twice: {in_log:?}");
+    assert_eq!(
+        distinct.len(),
+        in_log.len(),
+        "seed {seed}: a job committed twice: {in_log:?}"
+    );
     figures.schedules += 1;
     figures.add_proxy(&proxy);
 }
@@ -302,7 +377,10 @@ async fn slice_replaces_through_faulty_storage_match_the_model() {
         replace_schedule(seed, &mut figures).await;
     }
     figures.print("replaces through faults");
-    assert!(figures.faults.values().sum::<usize>() > 0, "no fault was injected");
+    assert!(
+        figures.faults.values().sum::<usize>() > 0,
+        "no fault was injected"
+    );
 }
 
 /// Issue 23, test 4: compaction and vacuum through faults. Whatever each attempt returns,
@@ -338,7 +416,7 @@ async fn compaction_and_vacuum_through_faulty_storage_keep_every_readable_versio
             before.insert(version, rows_at_version(&direct, TABLE, version).await);
         }
         let latest = before[&written].clone();
-        let (proxy, faulty) = faulty_warehouse(&backend, FaultPlan::new(seed, 150)).await;
+        let (proxy, faulty) = faulty_warehouse(&backend, FaultPlan::new(seed, 100)).await;
         let options = CompactOptions {
             settled: Settled::before(day(10), 6),
             target_size: 1 << 20,
@@ -363,38 +441,27 @@ async fn compaction_and_vacuum_through_faulty_storage_keep_every_readable_versio
                         "seed {seed}, {step}: version {version} reads differently"
                     );
                 }
-                assert!(floor <= newest, "seed {seed}, {step}: no readable version left");
+                assert!(
+                    floor <= newest,
+                    "seed {seed}, {step}: no readable version left"
+                );
             }
         };
 
-        let mut compacted = false;
-        for attempt in 0..12 {
-            figures.calls += 1;
-            let result =
-                maintenance::compact(&faulty, Namespace::Tables, TABLE, &options, &|_, _| {})
-                    .await;
-            if std::env::var("TIDEMARK_FAULT_DEBUG").is_ok() {
-                eprintln!("compaction attempt {attempt}: {result:?}");
-            }
-            check(format!("compaction attempt {attempt} ({result:?})")).await;
-            match result {
-                Ok(report) if report.skipped.is_empty() => {
-                    compacted = true;
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    figures.failed_calls += 1;
-                    assert!(!e.to_string().contains("parse"), "seed {seed}: {e}");
-                }
-            }
-        }
-        assert!(compacted, "seed {seed}: compaction never finished in 12 attempts through 15% faults");
-
-        let mut vacuumed = false;
-        for attempt in 0..12 {
-            figures.calls += 1;
-            let result = maintenance::vacuum(
+        let compact =
+            || maintenance::compact(&faulty, Namespace::Tables, TABLE, &options, &|_, _| {});
+        let packed_all = |report: &maintenance::CompactReport| report.skipped.is_empty();
+        until_done(
+            seed,
+            "compaction",
+            &mut figures,
+            compact,
+            packed_all,
+            &check,
+        )
+        .await;
+        let vacuum = || {
+            maintenance::vacuum(
                 &faulty,
                 Namespace::Tables,
                 TABLE,
@@ -402,23 +469,50 @@ async fn compaction_and_vacuum_through_faulty_storage_keep_every_readable_versio
                 false,
                 true,
             )
-            .await;
-            check(format!("vacuum attempt {attempt} ({result:?})")).await;
-            match result {
-                Ok(_) => {
-                    vacuumed = true;
-                    break;
-                }
-                Err(e) => {
-                    figures.failed_calls += 1;
-                    assert!(!e.to_string().contains("parse"), "seed {seed}: {e}");
-                }
-            }
-        }
-        assert!(vacuumed, "seed {seed}: vacuum never finished in 12 attempts through 15% faults");
-        assert_eq!(read_rows(&direct, TABLE).await, latest, "seed {seed}: after vacuum");
+        };
+        until_done(seed, "vacuum", &mut figures, vacuum, |_| true, &check).await;
+        assert_eq!(
+            read_rows(&direct, TABLE).await,
+            latest,
+            "seed {seed}: after vacuum"
+        );
         figures.schedules += 1;
         figures.add_proxy(&proxy);
     }
     figures.print("compaction and vacuum through faults");
+}
+
+/// Run `operation` through the faults until it returns a report `done` accepts (at most 20
+/// times), running `check` after every attempt, whatever it returned.
+async fn until_done<T, Operation, Attempt, Check, Checked>(
+    seed: u64,
+    what: &str,
+    figures: &mut Figures,
+    mut operation: Operation,
+    done: impl Fn(&T) -> bool,
+    check: &Check,
+) where
+    T: std::fmt::Debug,
+    Operation: FnMut() -> Attempt,
+    Attempt: std::future::Future<Output = engine::Result<T>>,
+    Check: Fn(String) -> Checked,
+    Checked: std::future::Future<Output = ()>,
+{
+    for attempt in 0..20 {
+        figures.calls += 1;
+        let result = operation().await;
+        if std::env::var("TIDEMARK_FAULT_DEBUG").is_ok() {
+            eprintln!("{what} attempt {attempt}: {result:?}");
+        }
+        check(format!("{what} attempt {attempt} ({result:?})")).await;
+        match result {
+            Ok(report) if done(&report) => return,
+            Ok(_) => {}
+            Err(e) => {
+                figures.failed_calls += 1;
+                assert!(!e.to_string().contains("parse"), "seed {seed}: {e}");
+            }
+        }
+    }
+    panic!("seed {seed}: {what} never finished in 20 attempts through 10% faults");
 }

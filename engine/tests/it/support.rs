@@ -8,21 +8,23 @@ use arrow::datatypes::{Date32Type, Int64Type};
 use engine::{Namespace, SliceKey, Warehouse, WarehouseSession};
 use testdata::rows::{day, slice_rows, Row};
 
+/// The fixture columns, selected from a table.
+fn select_fixture_columns(table: &str) -> String {
+    format!("SELECT source, account_id, date, ad_id, clicks, generation FROM {table}")
+}
+
+/// Fixture rows of a query's batches, sorted.
+fn sorted_rows(batches: &[RecordBatch]) -> Vec<Row> {
+    let mut rows = rows_of(batches);
+    rows.sort();
+    rows
+}
+
 /// Every row of `table`, sorted.
 pub async fn read_rows(warehouse: &Warehouse, table: &str) -> Vec<Row> {
     let session = WarehouseSession::new(warehouse.clone()).await.unwrap();
-    let batches = session
-        .sql(&format!(
-            "SELECT source, account_id, date, ad_id, clicks, generation FROM {table}"
-        ))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let mut rows = rows_of(&batches);
-    rows.sort();
-    rows
+    let query = session.sql(&select_fixture_columns(table)).await.unwrap();
+    sorted_rows(&query.collect().await.unwrap())
 }
 
 /// Every row of `table` at `version` (time travel), sorted.
@@ -31,16 +33,8 @@ pub async fn rows_at_version(warehouse: &Warehouse, table: &str, version: u64) -
     engine::session::register_version(&ctx, warehouse, Namespace::Tables, table, version, "t")
         .await
         .unwrap();
-    let batches = ctx
-        .sql("SELECT source, account_id, date, ad_id, clicks, generation FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let mut rows = rows_of(&batches);
-    rows.sort();
-    rows
+    let query = ctx.sql(&select_fixture_columns("t")).await.unwrap();
+    sorted_rows(&query.collect().await.unwrap())
 }
 
 /// Fixture rows from batches of (source, account_id, date, ad_id, clicks, generation).

@@ -193,7 +193,13 @@ async fn loaded_tables(
     for name in warehouse.list(engine::Namespace::Tables).await.unwrap() {
         let out = output({
             let mut cmd = two_platform_tidemark(project, endpoint);
-            cmd.args(["sql", "--format", "jsonl", "-c", &format!("SELECT * FROM {name}")]);
+            cmd.args([
+                "sql",
+                "--format",
+                "jsonl",
+                "-c",
+                &format!("SELECT * FROM {name}"),
+            ]);
             cmd
         })
         .await;
@@ -261,7 +267,10 @@ async fn a_sync_through_ten_percent_storage_faults_resumes_to_the_unfaulted_tabl
                 eprintln!("attempt {attempts}: {line}");
             }
         }
-        assert!(attempts < 12, "--resume did not finish the run in 12 attempts:\n{said}");
+        assert!(
+            attempts < 12,
+            "--resume did not finish the run in 12 attempts:\n{said}"
+        );
         out = output({
             let mut cmd = two_platform_tidemark(project.path(), &proxy.endpoint);
             cmd.args(["sync", "--resume", "faulty"]);
@@ -296,8 +305,39 @@ async fn a_sync_through_ten_percent_storage_faults_resumes_to_the_unfaulted_tabl
     );
     for (table, rows) in &expected {
         assert!(!rows.is_empty(), "{table} is empty");
-        assert_eq!(&actual[table], rows, "table {table} differs from the unfaulted sync");
+        assert_eq!(
+            &actual[table], rows,
+            "table {table} differs from the unfaulted sync"
+        );
     }
+    // The slice ledger names every slice once, with the rows it holds, as after the clean run.
+    let ledger = |project: &std::path::Path, endpoint: &str| {
+        let mut cmd = two_platform_tidemark(project, endpoint);
+        cmd.args([
+            "sql",
+            "--format",
+            "csv",
+            "-c",
+            "SELECT source, account_id, CAST(date AS VARCHAR) AS day, rows, source_table              FROM tidemark.slices ORDER BY 1, 2, 3",
+        ]);
+        cmd
+    };
+    let clean_ledger = output(ledger(reference.path(), clean.endpoint.as_deref().unwrap())).await;
+    let faulty_ledger = output(ledger(project.path(), faulty.endpoint.as_deref().unwrap())).await;
+    assert!(faulty_ledger.status.success(), "{}", text(&faulty_ledger));
+    assert!(
+        String::from_utf8_lossy(&clean_ledger.stdout)
+            .lines()
+            .count()
+            > 10,
+        "{}",
+        text(&clean_ledger)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&faulty_ledger.stdout),
+        String::from_utf8_lossy(&clean_ledger.stdout),
+        "the slice ledger differs from the unfaulted sync's"
+    );
 }
 
 /// The answer of `sql` (one row of integers) at every version of `table`, read without faults.
@@ -341,7 +381,9 @@ async fn answers_at_every_version(
                 serde_json::Value::from(value)
             })
             .collect();
-        answers.push(serde_json::Value::Array(vec![serde_json::Value::Array(row)]));
+        answers.push(serde_json::Value::Array(vec![serde_json::Value::Array(
+            row,
+        )]));
     }
     answers
 }

@@ -46,6 +46,9 @@ pub enum Error {
     /// Reading or writing `raw/` failed.
     #[error("raw landing at {path}: {reason}")]
     Raw { path: String, reason: String },
+    /// Reading or writing a run's journal (`_tidemark/runs/RUN/`) failed.
+    #[error("run journal at {path}: {reason}")]
+    Journal { path: String, reason: String },
     /// Writing to the warehouse failed (boxed: engine errors are large).
     #[error(transparent)]
     Engine(Box<engine::Error>),
@@ -56,7 +59,7 @@ impl Error {
     /// again once the store answers, so a sync marks it failed and goes on with the others.
     pub fn is_storage(&self) -> bool {
         match self {
-            Error::Raw { .. } => true,
+            Error::Raw { .. } | Error::Journal { .. } => true,
             Error::Engine(e) => e.is_storage(),
             _ => false,
         }

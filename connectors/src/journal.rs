@@ -72,7 +72,7 @@ pub struct Journal {
 }
 
 fn journal_error(path: &str, e: impl std::fmt::Display) -> Error {
-    Error::Raw {
+    Error::Journal {
         path: path.to_string(),
         reason: engine::describe_storage_failure(&e.to_string()),
     }

@@ -286,7 +286,18 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         (None, Some(run)) => {
             let planned = connectors::journal::Journal::new(warehouse.storage().store(), run)?
                 .plan()
-                .await?
+                .await
+                .map_err(|e| {
+                    // The store failing to give the plan back is worth another try; a run
+                    // that does not exist is not.
+                    let storage = e.is_storage();
+                    let e = anyhow::Error::new(e);
+                    if storage {
+                        e.context(stopped(run))
+                    } else {
+                        e
+                    }
+                })?
                 .commit_every;
             let options = SyncOptions {
                 run: run.clone(),

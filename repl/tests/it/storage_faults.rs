@@ -9,6 +9,8 @@ use connectors::sim::SimConfig;
 use testdata::s3_proxy::{Behaviour, FaultPlan, S3Proxy};
 use testdata::Backend;
 
+use crate::sync::{run, text};
+
 /// `tidemark` on `project`, reaching S3 at `endpoint`.
 fn tidemark(project: &std::path::Path, endpoint: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
@@ -53,11 +55,7 @@ async fn a_sync_whose_data_writes_fail_says_what_failed_and_how_to_finish() {
         .args(["sync", "--today", "2026-11-20", "--run", "faulty"])
         .output()
         .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = text(&out);
     assert!(!out.status.success(), "{text}");
     let failed = text
         .lines()
@@ -163,20 +161,6 @@ fn two_platform_tidemark(project: &std::path::Path, endpoint: &str) -> Command {
     cmd
 }
 
-async fn output(mut cmd: Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("run tidemark"))
-        .await
-        .expect("join")
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Columns that say when and from which landed payload a row was loaded: they differ between
 /// any two runs, so they are left out of the comparison.
 const LINEAGE: [&str; 2] = ["_fetched_at", "_raw_ref"];
@@ -191,7 +175,7 @@ async fn loaded_tables(
     let endpoint = backend.endpoint.as_deref().unwrap();
     let mut tables = std::collections::BTreeMap::new();
     for name in warehouse.list(engine::Namespace::Tables).await.unwrap() {
-        let out = output({
+        let out = run({
             let mut cmd = two_platform_tidemark(project, endpoint);
             cmd.args([
                 "sql",
@@ -251,7 +235,7 @@ async fn a_sync_through_ten_percent_storage_faults_resumes_to_the_unfaulted_tabl
         cmd.args(["sync", "--today", "2026-11-20"]).args(args);
         cmd
     };
-    let mut out = output(sync(&["--run", "faulty"])).await;
+    let mut out = run(sync(&["--run", "faulty"])).await;
     let mut attempts = 1;
     while !out.status.success() {
         let said = text(&out);
@@ -271,7 +255,7 @@ async fn a_sync_through_ten_percent_storage_faults_resumes_to_the_unfaulted_tabl
             attempts < 20,
             "--resume did not finish the run in 20 attempts:\n{said}"
         );
-        out = output({
+        out = run({
             let mut cmd = two_platform_tidemark(project.path(), &proxy.endpoint);
             cmd.args(["sync", "--resume", "faulty"]);
             cmd
@@ -288,7 +272,7 @@ async fn a_sync_through_ten_percent_storage_faults_resumes_to_the_unfaulted_tabl
 
     let clean = Backend::s3();
     let reference = two_platform_project(&clean.url, &sim);
-    let out = output({
+    let out = run({
         let mut cmd = two_platform_tidemark(reference.path(), clean.endpoint.as_deref().unwrap());
         cmd.args(["sync", "--today", "2026-11-20", "--run", "clean"]);
         cmd
@@ -322,8 +306,8 @@ async fn a_sync_through_ten_percent_storage_faults_resumes_to_the_unfaulted_tabl
         ]);
         cmd
     };
-    let clean_ledger = output(ledger(reference.path(), clean.endpoint.as_deref().unwrap())).await;
-    let faulty_ledger = output(ledger(project.path(), faulty.endpoint.as_deref().unwrap())).await;
+    let clean_ledger = run(ledger(reference.path(), clean.endpoint.as_deref().unwrap())).await;
+    let faulty_ledger = run(ledger(project.path(), faulty.endpoint.as_deref().unwrap())).await;
     assert!(faulty_ledger.status.success(), "{}", text(&faulty_ledger));
     assert!(
         String::from_utf8_lossy(&clean_ledger.stdout)

@@ -253,7 +253,31 @@ impl Journal {
         self.read_all(&format!("{}/jobs/", self.dir())).await
     }
 
-    /// Every run this warehouse has a journal for, oldest first (run ids sort by time).
+    /// Every run with a readable plan, in the order the runs started (the plans' `created_at`,
+    /// then the id). Ids alone do not give that order: generated ids have whole seconds (two
+    /// runs in one second sort by their random suffix) and `--run NAME` ids sort by name.
+    /// A run directory without a readable plan (being written, or foreign) is left out.
+    pub async fn started_runs(store: &Arc<dyn ObjectStore>) -> Result<Vec<(Journal, Plan)>> {
+        let mut started = Vec::new();
+        for run in Self::runs(store).await? {
+            let journal = Journal::new(Arc::clone(store), &run)?;
+            if let Ok(plan) = journal.plan().await {
+                started.push((journal, plan));
+            }
+        }
+        started.sort_by(|(a, plan_a), (b, plan_b)| {
+            (plan_a.created_at, &a.run).cmp(&(plan_b.created_at, &b.run))
+        });
+        Ok(started)
+    }
+
+    /// The run's id.
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    /// Every run this warehouse has a journal for, by id (see [`Journal::started_runs`] for
+    /// the order they started in).
     pub async fn runs(store: &Arc<dyn ObjectStore>) -> Result<Vec<String>> {
         let prefix = "_tidemark/runs/";
         let listing = store
@@ -303,6 +327,50 @@ mod tests {
                 .into_iter()
                 .collect::<Vec<_>>(),
             vec![plan.jobs[1].clone()]
+        );
+    }
+
+    #[tokio::test]
+    async fn runs_come_in_the_order_they_started_not_by_id() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let w = Window::new("2026-11-01".parse().unwrap(), "2026-11-07".parse().unwrap()).unwrap();
+        let started = Utc::now();
+        // "nightly" sorts after "20261121T…" by id, and "a-second" before "b-first" though it
+        // started later (as two generated ids of one second can).
+        for (run, seconds) in [
+            ("nightly", 0),
+            ("20261121T000000Z-ffff", 10),
+            ("b-first", 20),
+            ("a-second", 30),
+        ] {
+            let plan = Plan {
+                run: run.into(),
+                today: "2026-11-08".parse().unwrap(),
+                created_at: started + chrono::Duration::seconds(seconds),
+                sources: vec![("meta".into(), w)],
+                jobs: vec![Unit::new("meta", "1", w)],
+                commit_every: None,
+            };
+            Journal::new(Arc::clone(&store), run)
+                .unwrap()
+                .start(&plan)
+                .await
+                .unwrap();
+        }
+        // A run directory without a plan is left out.
+        store
+            .put(&Path::from("_tidemark/runs/foreign/x"), "x".into())
+            .await
+            .unwrap();
+        let order: Vec<String> = Journal::started_runs(&store)
+            .await
+            .unwrap()
+            .iter()
+            .map(|(journal, _)| journal.run().to_string())
+            .collect();
+        assert_eq!(
+            order,
+            ["nightly", "20261121T000000Z-ffff", "b-first", "a-second"]
         );
     }
 }

@@ -267,16 +267,14 @@ pub async fn status(
             ranges.entry(key).or_insert(range);
         }
     }
-    let runs = Journal::runs(&store).await?;
     // Per (source, account): newest run planning it, its unfinished jobs, last commit time.
     let mut latest: BTreeMap<(String, String), (String, usize)> = BTreeMap::new();
     let mut unloaded_by_run: BTreeMap<String, Vec<crate::journal::Unloaded>> = BTreeMap::new();
     let mut last_success: BTreeMap<(String, String), DateTime<Utc>> = BTreeMap::new();
-    for run in &runs {
-        let journal = Journal::new(Arc::clone(&store), run)?;
-        let Ok(plan) = journal.plan().await else {
-            continue; // a run directory without a readable plan (being written, or foreign)
-        };
+    let started = Journal::started_runs(&store).await?;
+    let run_count = started.len();
+    for (journal, plan) in started {
+        let run = journal.run().to_string();
         let records = journal.records().await?;
         let committed: std::collections::BTreeSet<_> =
             records.iter().map(|r| r.unit.clone()).collect();
@@ -379,6 +377,6 @@ pub async fn status(
         today,
         queue_depth: accounts.iter().map(|a| a.unfinished_jobs).sum(),
         accounts,
-        runs: runs.len(),
+        runs: run_count,
     })
 }

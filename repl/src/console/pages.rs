@@ -623,19 +623,14 @@ pub async fn runs(
         return Html(page("Runs", "/runs", &user.name, NOT_GRANTED));
     }
     let store = console.warehouse.storage().store();
-    let runs = match Journal::runs(&store).await {
+    let runs = match Journal::started_runs(&store).await {
         Ok(r) => r,
         Err(e) => return Html(page("Runs", "/runs", &user.name, &error_html(e))),
     };
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    for run in runs.iter().rev().take(RUNS_SHOWN) {
-        let Ok(journal) = Journal::new(std::sync::Arc::clone(&store), run) else {
-            continue;
-        };
-        let Ok(plan) = journal.plan().await else {
-            continue;
-        };
+    for (journal, plan) in runs.iter().rev().take(RUNS_SHOWN) {
+        let run = journal.run();
         let committed = journal.records().await.map(|r| r.len()).unwrap_or(0);
         let unloaded = journal.unloaded().await.unwrap_or_default();
         let http = journal.http().await.unwrap_or_default();

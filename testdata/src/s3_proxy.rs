@@ -74,14 +74,6 @@ impl Fault {
         Fault::StoredThen500,
         Fault::StoredThenReset,
     ];
-
-    /// Whether the request reached the server (and a write was stored).
-    pub fn forwards(self) -> bool {
-        matches!(
-            self,
-            Fault::TruncatedBody | Fault::StoredThen500 | Fault::StoredThenReset
-        )
-    }
 }
 
 /// What kind of object a request is about, from its path.

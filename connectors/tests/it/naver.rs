@@ -71,7 +71,14 @@ async fn naver_passing_faults_and_failed_jobs_are_retried() {
     let retried: u64 = report.sources.iter().map(|s| s.http.retried).sum();
     assert_eq!(retried, 6, "each 5xx, cut body and timeout retried once");
     // 2 days × 2 reports per account, plus the two jobs that ended in ERROR, requested again.
-    assert_eq!(s.report_runs, 2 * 30 * 2 + 2, "{s:?}");
+    // The slow answer lands on whichever request comes next; when that is a job's creation, the
+    // server made the job after the client had given up on it, and the retry makes another: an
+    // orphan job, as on the real API. Which request it is depends on the concurrent order.
+    let planned = 2 * 30 * 2 + 2;
+    assert!(
+        (planned..=planned + 1).contains(&s.report_runs),
+        "{planned} report jobs, or one more if the timed-out request was a creation: {s:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use connectors::config::Platform;
 use connectors::sim::{Drift, Faults, SimConfig};
 
-use crate::support::free_port;
+use crate::support::{free_port, meta_and_google_ads_sources};
 
 const META_TOKEN: &str = "EAAGconsoleMetaToken";
 const GOOGLE_TOKEN: &str = "ya29.consoleGoogleToken";
@@ -92,22 +92,7 @@ fn write_project(dir: &Path, base: &str, console_port: u16, session_ttl: &str) {
         format!(
             r#"warehouse = "wh"
 
-[sources.meta]
-base_url = "{base}"
-access_token = {{ env = "SIM_META_TOKEN" }}
-accounts = ["1000000001", "1000000002"]
-window_days = 10
-poll_interval = "5ms"
-backoff = "10ms"
-
-[sources.google_ads]
-base_url = "{base}"
-access_token = {{ env = "SIM_GOOGLE_TOKEN" }}
-developer_token = {{ env = "SIM_DEV_TOKEN" }}
-accounts = ["1234567001", "1234567002"]
-window_days = 10
-backoff = "10ms"
-
+{sources}
 [console]
 addr = "127.0.0.1:{console_port}"
 session_ttl = "{session_ttl}"
@@ -125,6 +110,11 @@ grants = ["channel_daily"]
             admin_hash = hash(ADMIN.1),
             reader = READER.0,
             reader_hash = hash(READER.1),
+            sources = meta_and_google_ads_sources(
+                base,
+                "window_days = 10\npoll_interval = \"5ms\"\nbackoff = \"10ms\"",
+                "window_days = 10\nbackoff = \"10ms\"",
+            ),
         ),
     )
     .unwrap();

@@ -9,7 +9,7 @@ use connectors::config::Platform;
 use connectors::sim::SimConfig;
 use connectors::Window;
 
-use crate::support::kill_at_failpoint;
+use crate::support::{kill_at_failpoint, meta_and_google_ads_sources};
 
 pub fn tidemark(project: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
@@ -30,25 +30,12 @@ pub fn project_for(sim: &connectors::sim::RunningSim) -> tempfile::TempDir {
     std::fs::write(
         project.path().join("tidemark.toml"),
         format!(
-            r#"
-warehouse = "wh"
-
-[sources.meta]
-base_url = "{base}"
-access_token = {{ env = "SIM_META_TOKEN" }}
-accounts = ["1000000001", "1000000002"]
-window_days = 14
-poll_interval = "5ms"
-
-[sources.google_ads]
-base_url = "{base}"
-access_token = {{ env = "SIM_GOOGLE_TOKEN" }}
-developer_token = {{ env = "SIM_DEV_TOKEN" }}
-accounts = ["1234567001", "1234567002"]
-window_days = 14
-chunk_days = 7
-"#,
-            base = sim.base_url()
+            "warehouse = \"wh\"\n\n{}",
+            meta_and_google_ads_sources(
+                &sim.base_url(),
+                "window_days = 14\npoll_interval = \"5ms\"",
+                "window_days = 14\nchunk_days = 7",
+            )
         ),
     )
     .unwrap();

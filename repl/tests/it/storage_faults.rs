@@ -9,6 +9,7 @@ use connectors::sim::SimConfig;
 use testdata::s3_proxy::{Behaviour, FaultPlan, S3Proxy};
 use testdata::Backend;
 
+use crate::support::meta_and_google_ads_sources;
 use crate::sync::{run, text};
 
 /// `tidemark` on `project`, reaching S3 at `endpoint`.
@@ -131,21 +132,12 @@ retry_timeout = "5s"
 request_timeout = "2s"
 connect_timeout = "2s"
 
-[sources.meta]
-base_url = "{base}"
-access_token = {{ env = "SIM_META_TOKEN" }}
-accounts = ["1000000001", "1000000002"]
-window_days = 5
-poll_interval = "5ms"
-
-[sources.google_ads]
-base_url = "{base}"
-access_token = {{ env = "SIM_GOOGLE_TOKEN" }}
-developer_token = {{ env = "SIM_DEV_TOKEN" }}
-accounts = ["1234567001", "1234567002"]
-window_days = 5
-"#,
-            base = sim.base_url()
+{sources}"#,
+            sources = meta_and_google_ads_sources(
+                &sim.base_url(),
+                "window_days = 5\npoll_interval = \"5ms\"",
+                "window_days = 5",
+            )
         ),
     )
     .unwrap();

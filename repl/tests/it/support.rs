@@ -115,3 +115,24 @@ pub fn table_version(backend: &Backend, table: &str) -> u64 {
             .unwrap()
     })
 }
+
+/// The `[sources.meta]` and `[sources.google_ads]` sections of a project on the simulators at
+/// `base`, with their two known accounts each and the simulators' token variables; `meta` and
+/// `google_ads` are the further lines of each section (window, pacing, timeouts).
+pub fn meta_and_google_ads_sources(base: &str, meta: &str, google_ads: &str) -> String {
+    format!(
+        r#"[sources.meta]
+base_url = "{base}"
+access_token = {{ env = "SIM_META_TOKEN" }}
+accounts = ["1000000001", "1000000002"]
+{meta}
+
+[sources.google_ads]
+base_url = "{base}"
+access_token = {{ env = "SIM_GOOGLE_TOKEN" }}
+developer_token = {{ env = "SIM_DEV_TOKEN" }}
+accounts = ["1234567001", "1234567002"]
+{google_ads}
+"#
+    )
+}

@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 use connectors::config::Platform;
 use connectors::sim::{Drift, Faults, SimConfig};
 
+use crate::support::meta_and_google_ads_sources;
+
 const META_TOKEN: &str = "EAAGsecretMetaToken7f3a9c1d";
 const GOOGLE_TOKEN: &str = "ya29.secretGoogleToken-b81d";
 const DEVELOPER_TOKEN: &str = "devSecretToken42aa";
@@ -82,26 +84,12 @@ async fn sync_names_what_it_could_not_load_replays_and_never_shows_a_secret() {
     std::fs::write(
         project.path().join("tidemark.toml"),
         format!(
-            r#"
-warehouse = "wh"
-
-[sources.meta]
-base_url = "{base}"
-access_token = {{ env = "SIM_META_TOKEN" }}
-accounts = ["1000000001", "1000000002"]
-window_days = 10
-poll_interval = "5ms"
-backoff = "10ms"
-request_timeout = "2s"
-
-[sources.google_ads]
-base_url = "{base}"
-access_token = {{ env = "SIM_GOOGLE_TOKEN" }}
-developer_token = {{ env = "SIM_DEV_TOKEN" }}
-accounts = ["1234567001", "1234567002"]
-backoff = "10ms"
-"#,
-            base = sim.base_url()
+            "warehouse = \"wh\"\n\n{}",
+            meta_and_google_ads_sources(
+                &sim.base_url(),
+                "window_days = 10\npoll_interval = \"5ms\"\nbackoff = \"10ms\"\nrequest_timeout = \"2s\"",
+                "backoff = \"10ms\"",
+            )
         ),
     )
     .unwrap();

@@ -10,7 +10,7 @@ use testdata::s3_proxy::{Behaviour, FaultPlan, S3Proxy};
 use testdata::Backend;
 
 use crate::support::meta_and_google_ads_sources;
-use crate::sync::{run, text};
+use crate::sync::{run, simulator, text, with_sim_tokens};
 
 /// `tidemark` on `project`, reaching S3 at `endpoint`.
 fn tidemark(project: &std::path::Path, endpoint: &str) -> Command {
@@ -113,10 +113,6 @@ async fn a_sync_whose_data_writes_fail_says_what_failed_and_how_to_finish() {
     );
 }
 
-const META_TOKEN: &str = "EAAGfaultsMetaToken51c0";
-const GOOGLE_TOKEN: &str = "ya29.faultsGoogleToken-77e2";
-const DEVELOPER_TOKEN: &str = "devFaultsToken13";
-
 /// A project syncing both simulated platforms into `warehouse`, with a retry budget small
 /// enough that the proxy's faults reach tidemark.
 fn two_platform_project(warehouse: &str, sim: &connectors::sim::RunningSim) -> tempfile::TempDir {
@@ -147,9 +143,7 @@ connect_timeout = "2s"
 /// `tidemark` on a two-platform project, reaching S3 at `endpoint`.
 fn two_platform_tidemark(project: &std::path::Path, endpoint: &str) -> Command {
     let mut cmd = tidemark(project, endpoint);
-    cmd.env("SIM_META_TOKEN", META_TOKEN)
-        .env("SIM_GOOGLE_TOKEN", GOOGLE_TOKEN)
-        .env("SIM_DEV_TOKEN", DEVELOPER_TOKEN);
+    with_sim_tokens(&mut cmd);
     cmd
 }
 
@@ -202,16 +196,7 @@ async fn loaded_tables(
 /// an unfaulted sync of the same simulated day, cell for cell.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_through_ten_percent_storage_faults_resumes_to_the_unfaulted_tables() {
-    let sim = connectors::sim::start_local(SimConfig {
-        today: "2026-11-20".parse().unwrap(),
-        meta_token: META_TOKEN.into(),
-        google_token: GOOGLE_TOKEN.into(),
-        google_developer_token: DEVELOPER_TOKEN.into(),
-        meta_job_polls: 1,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = simulator("2026-11-20").await;
     let faulty = Backend::s3();
     let proxy = S3Proxy::start(
         faulty.endpoint.as_deref().unwrap(),

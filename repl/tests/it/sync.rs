@@ -20,15 +20,21 @@ fn tidemark(project: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
     cmd.env_remove("RUST_LOG")
         .env_remove("TIDEMARK_WAREHOUSE")
-        .env("TIDEMARK_PROJECT", project)
-        .env("SIM_META_TOKEN", META_TOKEN)
-        .env("SIM_GOOGLE_TOKEN", GOOGLE_TOKEN)
-        .env("SIM_DEV_TOKEN", DEVELOPER_TOKEN);
+        .env("TIDEMARK_PROJECT", project);
+    with_sim_tokens(&mut cmd);
     cmd
 }
 
+/// `cmd` with the variables that give a project of `support::meta_and_google_ads_sources` the
+/// tokens `simulator` accepts.
+pub(crate) fn with_sim_tokens(cmd: &mut Command) -> &mut Command {
+    cmd.env("SIM_META_TOKEN", META_TOKEN)
+        .env("SIM_GOOGLE_TOKEN", GOOGLE_TOKEN)
+        .env("SIM_DEV_TOKEN", DEVELOPER_TOKEN)
+}
+
 /// The simulators on `today`, accepting this file's tokens.
-async fn simulator(today: &str) -> connectors::sim::RunningSim {
+pub(crate) async fn simulator(today: &str) -> connectors::sim::RunningSim {
     connectors::sim::start_local(SimConfig {
         today: today.parse().unwrap(),
         meta_token: META_TOKEN.into(),

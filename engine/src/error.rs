@@ -302,24 +302,11 @@ fn storage_request(error: &(dyn std::error::Error + 'static)) -> Option<String> 
 /// `PUT URL: 503 Service Unavailable (SlowDown); 107ms, after 1 retries, …`. Text without a
 /// failed request in it comes back as it is.
 pub fn describe_storage_failure(text: &str) -> String {
-    match text.rfind("Error performing ") {
-        Some(at) => describe_performing(&text[at..]),
-        None => text.to_string(),
-    }
-}
-
-/// `Generic S3 error: Error performing PUT URL in 107ms, after 1 retries, … - Server returned
-/// non-2xx status code: 503 Service Unavailable: <?xml …><Code>SlowDown</Code>…` →
-/// `PUT URL: 503 Service Unavailable (SlowDown); 107ms, after 1 retries, …`.
-fn describe_store_error(text: &str) -> String {
-    describe_performing(text.split_once(" error: ").map_or(text, |(_, rest)| rest))
-}
-
-/// `Error performing …` as one line (see [`describe_store_error`]).
-fn describe_performing(text: &str) -> String {
-    let Some(rest) = text.strip_prefix("Error performing ") else {
+    let marker = "Error performing ";
+    let Some(at) = text.rfind(marker) else {
         return text.to_string();
     };
+    let rest = &text[at + marker.len()..];
     let (request, rest) = rest.split_once(" in ").unwrap_or((rest, ""));
     let Some((timing, status)) = rest.split_once(" - Server returned non-2xx status code: ") else {
         return format!("{request}: {}", rest.trim());
@@ -331,6 +318,12 @@ fn describe_performing(text: &str) -> String {
         .unwrap_or_default();
     let status = status.split_once(": <").map_or(status, |(s, _)| s).trim();
     format!("{request}: {status}{code}; {}", timing.trim())
+}
+
+/// An `object_store::Error::Generic`'s text without its `Generic S3 error: ` prefix, made short
+/// by [`describe_storage_failure`].
+fn describe_store_error(text: &str) -> String {
+    describe_storage_failure(text.split_once(" error: ").map_or(text, |(_, rest)| rest))
 }
 
 impl From<Error> for datafusion::error::DataFusionError {

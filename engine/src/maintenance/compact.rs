@@ -208,6 +208,14 @@ fn cluster_columns(table: &DeltaTable, layout: &SliceLayout) -> Vec<String> {
         .collect()
 }
 
+/// A tidemark error raised inside deltalake's commit loop, carried whole so that
+/// `Error::delta` gives it back as it was (a storage failure stays one).
+fn through_deltalake(e: Error) -> DeltaTableError {
+    DeltaTableError::GenericError {
+        source: Box::new(e),
+    }
+}
+
 fn is_conflict(e: &DeltaTableError) -> bool {
     matches!(
         e,
@@ -428,19 +436,14 @@ impl Packer<'_> {
             cluster,
             options,
         } = *self;
-        let table = warehouse.open_table(namespace, name).await.map_err(|e| {
-            DeltaTableError::GenericError {
-                source: Box::new(e),
-            }
-        })?;
+        let table = warehouse
+            .open_table(namespace, name)
+            .await
+            .map_err(through_deltalake)?;
         // Re-check from this state: a sync may have replaced the small files meanwhile.
         let still: Vec<&str> = {
-            let now =
-                partitions_to_pack(&table, name, layout, options.target_size).map_err(|e| {
-                    DeltaTableError::GenericError {
-                        source: Box::new(e),
-                    }
-                })?;
+            let now = partitions_to_pack(&table, name, layout, options.target_size)
+                .map_err(through_deltalake)?;
             unit.days
                 .iter()
                 .filter(|d| now.contains_key(&(unit.source.clone(), (*d).clone())))
